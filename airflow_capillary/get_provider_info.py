@@ -10,7 +10,12 @@ from typing import Any
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Return the provider's metadata (package, modules, connection type and its UI form)."""
+    """Return the provider's metadata (package, modules, connection type and its UI form).
+
+    No extra's name contains a word of Airflow's sensitive-field list (``password``, ``token``,
+    ``auth_header``, ...): the UI would show its value, even a default ``false``, as ``***``.
+    The hook also accepts the names ``password_is_md5``, ``token_url`` and ``token_header``.
+    """
     return {
         "package-name": "airflow-provider-capillary",
         "name": "Capillary",
@@ -54,18 +59,18 @@ def get_provider_info() -> dict[str, Any]:
                         "oauth: client credentials exchanged for a token.",
                         "schema": {"type": ["string", "null"], "enum": ["basic", "oauth"], "default": "basic"},
                     },
-                    "password_is_md5": {
+                    "md5_prehashed": {
                         "label": "Password is already an MD5 hex digest",
                         "description": "Basic auth only: the password field holds md5(password) and is sent as is.",
                         "schema": {"type": ["boolean", "null"], "default": False},
                     },
-                    "token_url": {
+                    "oauth_url": {
                         "label": "OAuth token URL",
                         "description": "OAuth only. Default: {host}/v3/oauth/token/generate. "
                         "Capillary's API host can differ from the file-service host.",
                         "schema": {"type": ["string", "null"], "format": "url"},
                     },
-                    "token_header": {
+                    "oauth_access_header": {
                         "label": "OAuth token header",
                         "description": "Header that carries the access token.",
                         "schema": {"type": ["string", "null"], "default": "X-CAP-API-OAUTH-TOKEN"},
