@@ -1,0 +1,103 @@
+"""Airflow connection strings pointing at an emulator (``AIRFLOW_CONN_*`` values)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+CONN_TYPE = "capillary"
+
+
+def _uri_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return str(value)
+
+
+class ConnectionStrings:
+    """Mixin giving ``connection_uri``/``connection_json`` to anything with a base URL and credentials.
+
+    The host carries the scheme, percent-encoded in the URI form
+    (``capillary://demo:demo-password@http%3A%2F%2F127.0.0.1%3A8080/?auth_type=basic``). With TLS the
+    ``verify`` extra is set to the CA file.
+    """
+
+    base_url: str
+    ca_cert_path: str | None
+
+    def credential_pools(self) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """Return the basic users and the OAuth clients (name to secret) of the emulator."""
+        raise NotImplementedError
+
+    def _connection_parts(
+        self, auth_type: str, login: str | None, password: str | None, extras: Mapping[str, Any]
+    ) -> tuple[str, str, dict[str, Any]]:
+        if auth_type not in ("basic", "oauth"):
+            raise ValueError(f"auth_type must be 'basic' or 'oauth', got {auth_type!r}")
+        users, clients = self.credential_pools()
+        pool = users if auth_type == "basic" else clients
+        if login is None:
+            if not pool:
+                raise ValueError(f"the emulator has no credentials configured for {auth_type}")
+            login = next(iter(pool))
+        if password is None:
+            password = pool.get(login, "")
+        merged: dict[str, Any] = {"auth_type": auth_type}
+        if self.ca_cert_path is not None:
+            merged["verify"] = self.ca_cert_path
+        merged.update(extras)
+        return login, password, merged
+
+    def connection_uri(
+        self,
+        auth_type: str = "basic",
+        *,
+        login: str | None = None,
+        password: str | None = None,
+        **extras: Any,
+    ) -> str:
+        """Return an ``AIRFLOW_CONN_*`` URI for the emulator.
+
+        :param auth_type: ``basic`` (first user) or ``oauth`` (first OAuth client).
+        :param login: override the login.
+        :param password: override the password (default: the configured one for ``login``).
+        :param extras: more connection extras (bools as ``true``/``false``, dicts and lists as JSON).
+        :return: the URI.
+        :raises ValueError: for an unknown auth type or no credentials to use.
+        """
+        user, secret, merged = self._connection_parts(auth_type, login, password, extras)
+        query = urlencode({key: _uri_value(value) for key, value in merged.items()})
+        host = quote(self.base_url, safe="")
+        return f"{CONN_TYPE}://{quote(user, safe='')}:{quote(secret, safe='')}@{host}/?{query}"
+
+    def connection_json(
+        self,
+        auth_type: str = "basic",
+        *,
+        login: str | None = None,
+        password: str | None = None,
+        **extras: Any,
+    ) -> str:
+        """Return the JSON form of :meth:`connection_uri` (extras keep their JSON types).
+
+        :param auth_type: ``basic`` or ``oauth``.
+        :param login: override the login.
+        :param password: override the password.
+        :param extras: more connection extras.
+        :return: ``{"conn_type": "capillary", "host": ..., "login": ..., "password": ..., "extra": {...}}``.
+        :raises ValueError: for an unknown auth type or no credentials to use.
+        """
+        user, secret, merged = self._connection_parts(auth_type, login, password, extras)
+        return json.dumps(
+            {
+                "conn_type": CONN_TYPE,
+                "host": self.base_url,
+                "login": user,
+                "password": secret,
+                "extra": merged,
+            }
+        )

@@ -1,0 +1,174 @@
+"""Response helpers shared by the routes, including the connection reset used by ``reset`` faults.
+
+A real reset needs the TCP transport, which ASGI hides: the server module runs uvicorn with a
+protocol subclass that puts the transport into ``scope["extensions"][TRANSPORT_KEY]``.
+:func:`abort_connection` sets ``SO_LINGER`` to 0 and aborts it, so the kernel sends an RST and the
+client sees a connection error (``requests.exceptions.ConnectionError`` or
+``ChunkedEncodingError``), never an HTTP answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from http import HTTPStatus
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from airflow_capillary.emulator.faults import Fault
+from airflow_capillary.emulator.state import EmulatorState
+
+TRANSPORT_KEY = "capillary.transport"
+
+
+def reason(status: int) -> str:
+    """Return the HTTP reason phrase of a status.
+
+    :param status: HTTP status.
+    :return: e.g. ``"Service Unavailable"``.
+    """
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    """Return a JSON response with exactly the given payload.
+
+    :param status: HTTP status.
+    :param payload: JSON-serialisable payload.
+    :param headers: extra headers.
+    :return: the response.
+    """
+    return Response(json.dumps(payload), status_code=status, headers=headers, media_type="application/json")
+
+
+def upload_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """Return the error body of the upload API: ``{"code", "status": "false", "message"}``.
+
+    :param status: HTTP status (also the ``code``).
+    :param message: the message.
+    :param headers: extra headers.
+    :return: the response.
+    """
+    return json_response(status, {"code": status, "status": "false", "message": message}, headers)
+
+
+def token_error(status: int, message: str) -> Response:
+    """Return the error body of the token API: ``{"data": null, "errors": [{"code", "message"}]}``.
+
+    :param status: HTTP status (also the error ``code``).
+    :param message: the message.
+    :return: the response.
+    """
+    return json_response(status, {"data": None, "errors": [{"code": status, "message": message}]})
+
+
+def fault_response(
+    fault: Fault, default_body: str | None = None, media_type: str = "application/json"
+) -> Response:
+    """Return the answer of a ``respond`` fault.
+
+    :param fault: the fault.
+    :param default_body: body when the fault has none.
+    :param media_type: content type of a ``str`` body.
+    :return: the response.
+    """
+    body = fault.body
+    if isinstance(body, (dict, list)):
+        return json_response(fault.status, body, fault.headers)
+    text = body if body is not None else default_body
+    if text is None:
+        text = json.dumps({"code": fault.status, "status": "false", "message": reason(fault.status)})
+    return Response(text, status_code=fault.status, headers=fault.headers, media_type=media_type)
+
+
+class NoResponse(Response):
+    """Sends nothing (the connection was aborted)."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Do nothing: the transport is gone.
+
+        :param scope: ASGI scope.
+        :param receive: ASGI receive.
+        :param send: ASGI send.
+        """
+
+
+async def abort_connection(scope: Scope) -> None:
+    """Drop the client's TCP connection with an RST, right now.
+
+    :param scope: the request's ASGI scope (carrying the transport).
+    :raises RuntimeError: when the server did not expose the transport.
+    """
+    transport = scope.get("extensions", {}).get(TRANSPORT_KEY)
+    if transport is None:
+        raise RuntimeError("the emulator's server did not expose the transport: cannot reset the connection")
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    for _ in range(3):  # let the server notice the disconnection before the handler returns
+        await asyncio.sleep(0)
+
+
+async def drain(request: Request) -> int:
+    """Read and discard the rest of the request body (so that the client gets to read the answer).
+
+    :param request: the request.
+    :return: bytes discarded.
+    """
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+    except (ClientDisconnect, RuntimeError):  # body already consumed, or client gone
+        pass
+    return total
+
+
+async def begin(request: Request, kind: str) -> tuple[EmulatorState, dict[str, Any], Fault | None]:
+    """Start handling an API or download request: log it, add latency, take its fault if any.
+
+    The fault's ``delay`` is slept here, except for an upload's ``delay`` action (slept after storing).
+
+    :param request: the request.
+    :param kind: ``upload``, ``token`` or ``download``.
+    :return: the state, the live log entry and the fault (``None`` when none applies).
+    """
+    state: EmulatorState = request.app.state.emulator
+    entry = state.log.start(
+        kind=kind,
+        method=request.method,
+        path=request.scope["path"],
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=dict(request.headers),
+    )
+    if state.settings.latency:
+        await asyncio.sleep(state.settings.latency)
+    fault = state.faults.take(kind)
+    if fault is not None:
+        entry["fault"] = fault.kind
+        if fault.delay and not (kind == "upload" and fault.action == "delay"):
+            await asyncio.sleep(fault.delay)
+    return state, entry, fault
+
+
+def finish(entry: dict[str, Any], response: Response) -> Response:
+    """Record the answer's status in the log entry.
+
+    :param entry: the live log entry.
+    :param response: the answer.
+    :return: ``response``.
+    """
+    entry["status"] = None if isinstance(response, NoResponse) else response.status_code
+    return response
