@@ -1,0 +1,236 @@
+"""Authentication of requests to Capillary: Basic (MD5 password) and OAuth client credentials.
+
+Both are :class:`requests.auth.AuthBase` objects shared by every thread of a hook. The Basic
+header is computed once. The OAuth token is fetched once, cached behind a lock, refreshed
+:attr:`CapillaryOAuth.refresh_margin` seconds before ``ttlSeconds`` runs out, and dropped by
+:meth:`CapillaryOAuth.invalidate` after a 401 so that the next request fetches a new one.
+Every credential is registered with Airflow's secrets masker as soon as it is known.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from requests.auth import AuthBase
+
+from airflow_capillary._redact import redact_body, redact_text, register_secret
+from airflow_capillary.exceptions import CapillaryAuthError
+from airflow_capillary.hooks._retry import TransientHTTPError, parse_retry_after
+
+#: Statuses of the token endpoint treated as transient (retried by the hook's retry loop).
+_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class CapillaryAuth(AuthBase):
+    """Base of the Capillary auth objects: knows its secrets, for redaction."""
+
+    def secrets(self) -> tuple[str, ...]:
+        """Return every credential this object holds (to redact from messages).
+
+        :return: the values.
+        """
+        return ()
+
+
+class CapillaryBasicAuth(CapillaryAuth):
+    """``Authorization: Basic base64("{username}:{md5 hex of password}")``, computed once.
+
+    :param username: the till username.
+    :param password: the plain password, or its MD5 hex digest when ``password_is_md5``.
+    :param password_is_md5: ``password`` is already the MD5 hex digest (sent as is).
+    """
+
+    def __init__(self, username: str, password: str, *, password_is_md5: bool = False) -> None:
+        digest = password.lower() if password_is_md5 else _md5_hex(password)
+        token = base64.b64encode(f"{username}:{digest}".encode()).decode("ascii")
+        self._header = f"Basic {token}"
+        self._secrets = (password, digest, token, self._header)
+        for value in self._secrets:
+            register_secret(value)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def secrets(self) -> tuple[str, ...]:
+        """Return the password, its MD5, the encoded credentials and the header value.
+
+        :return: the values.
+        """
+        return self._secrets
+
+
+@dataclasses.dataclass(frozen=True)
+class _Token:
+    value: str = dataclasses.field(repr=False)
+    refresh_at: float
+
+
+class CapillaryOAuth(CapillaryAuth):
+    """OAuth client credentials: ``POST token_url {"key", "secret"}`` -> ``data.accessToken``.
+
+    Thread-safe: concurrent requests share one token; only one thread fetches at a time.
+
+    :param key: the client key.
+    :param secret: the client secret.
+    :param token_url: the token endpoint (``{host}/v3/oauth/token/generate`` by default).
+    :param token_header: the header that carries the token (``X-CAP-API-OAUTH-TOKEN``).
+    :param post: sends the token request: ``post(url, json=..., timeout=...)`` (the hook's
+        session ``post`` bound with verify/proxies, so the token call shares the pool).
+    :param timeout: ``(connect, read)`` timeout of the token request.
+    :param refresh_margin: refresh this many seconds before the token expires (at most a
+        quarter of its lifetime).
+    :param clock: monotonic clock, for tests.
+    """
+
+    #: Lifetime assumed when the token endpoint gives no usable ``ttlSeconds``.
+    DEFAULT_TTL = 60.0
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        secret: str,
+        token_url: str,
+        token_header: str,
+        post: Callable[..., requests.Response],
+        timeout: tuple[float, float],
+        refresh_margin: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.key = key
+        self._secret = secret
+        self.token_url = token_url
+        self.token_header = token_header
+        self._post = post
+        self._timeout = timeout
+        self.refresh_margin = refresh_margin
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: _Token | None = None
+        self._seen: list[str] = []
+        register_secret(secret)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers[self.token_header] = self.token()
+        return request
+
+    def token(self) -> str:
+        """Return a valid access token, fetching one if none is cached or it is about to expire.
+
+        :return: the token.
+        :raises CapillaryAuthError: the token endpoint refused the credentials.
+        :raises TransientHTTPError: the token endpoint answered 429 or 5xx (retried by the hook).
+        :raises requests.RequestException: the token endpoint could not be reached.
+        """
+        cached = self._token
+        if cached is not None and self._clock() < cached.refresh_at:
+            return cached.value
+        with self._lock:
+            cached = self._token
+            if cached is not None and self._clock() < cached.refresh_at:
+                return cached.value
+            self._token = self.fetch()
+            return self._token.value
+
+    def invalidate(self, value: str | None) -> None:
+        """Drop the cached token if it is still ``value`` (the one a 401 answered).
+
+        :param value: the token the refused request carried.
+        """
+        with self._lock:
+            if self._token is not None and self._token.value == value:
+                self._token = None
+
+    def fetch(self) -> _Token:
+        """Ask the token endpoint for a new token (no caching; ``token()`` caches).
+
+        :return: the token and the monotonic time at which to refresh it.
+        :raises CapillaryAuthError: the endpoint refused the credentials or answered nonsense.
+        :raises TransientHTTPError: the endpoint answered 429 or 5xx.
+        """
+        started = self._clock()
+        response = self._post(
+            self.token_url,
+            json={"key": self.key, "secret": self._secret},
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            timeout=self._timeout,
+        )
+        body = _json(response)
+        if response.status_code in _TRANSIENT_STATUSES:
+            raise TransientHTTPError(
+                f"OAuth token endpoint answered HTTP {response.status_code}",
+                status_code=response.status_code,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                body=redact_body(response.text, self.secrets()),
+            )
+        data = body.get("data") if isinstance(body, dict) else None
+        value = data.get("accessToken") if isinstance(data, dict) else None
+        if response.status_code != 200 or not isinstance(value, str) or not value:
+            raise CapillaryAuthError(
+                f"OAuth token endpoint {self.token_url} refused client key {self.key!r}: "
+                f"HTTP {response.status_code}, {capillary_message(body) or 'no access token in the answer'}",
+                status_code=response.status_code,
+                body=redact_body(response.text, self.secrets()),
+            )
+        register_secret(value)
+        self._seen = [*self._seen[-3:], value]
+        ttl = _ttl(data) if isinstance(data, dict) else self.DEFAULT_TTL
+        margin = min(self.refresh_margin, ttl / 4)
+        return _Token(value=value, refresh_at=started + ttl - margin)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Return the client secret and the recent tokens.
+
+        :return: the values.
+        """
+        return (self._secret, *self._seen)
+
+
+def _md5_hex(password: str) -> str:
+    return hashlib.md5(password.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _ttl(data: dict[str, Any]) -> float:
+    ttl = data.get("ttlSeconds")
+    if isinstance(ttl, str) and ttl.strip().isdigit():
+        ttl = int(ttl)
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
+        return CapillaryOAuth.DEFAULT_TTL
+    return float(ttl)
+
+
+def capillary_message(body: Any) -> str:
+    """Return Capillary's own error text from a parsed JSON body, redacted.
+
+    :param body: the parsed body (anything; non-dicts give ``""``).
+    :return: ``errors[].message`` (with codes) joined by ``; ``, else ``message``, else ``""``.
+    """
+    if not isinstance(body, dict):
+        return ""
+    messages = []
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        for error in errors:
+            if isinstance(error, dict) and error.get("message"):
+                code = error.get("code")
+                messages.append(
+                    f"{error['message']} (code {code})" if code is not None else str(error["message"])
+                )
+    if not messages and isinstance(body.get("message"), str):
+        messages.append(body["message"])
+    return redact_text("; ".join(messages))

@@ -1,0 +1,130 @@
+"""What is retried, and how long to wait: a pure predicate and a tenacity wait strategy.
+
+Retried (:func:`is_retryable`): connection errors (except TLS verification failures, which do
+not heal), timeouts, a response cut short (``ChunkedEncodingError``), HTTP 429, 502, 503, 504,
+HTTP 500 only with ``retry_on_500``, and an answer that fails the integrity checks only with
+``retry_integrity_errors`` (uploading again creates a new version in Capillary). Never other
+4xx, never 2xx, never invalid input.
+
+The wait (:class:`RetryAfterOrBackoff`) honours ``Retry-After`` (seconds or HTTP date), capped
+at ``retry_after_max``; otherwise it is exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import datetime, timezone
+
+import requests
+from tenacity import RetryCallState
+from tenacity.wait import wait_base, wait_exponential_jitter
+
+from airflow_capillary.exceptions import CapillaryIntegrityError
+
+#: Statuses always retried.
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class TransientHTTPError(Exception):
+    """An HTTP answer worth retrying (429/5xx); internal to the retry loop.
+
+    When the retries run out the hook turns it into
+    :class:`~airflow_capillary.exceptions.CapillaryServiceUnavailableError`.
+
+    :param message: what failed (already redacted).
+    :param status_code: the HTTP status.
+    :param retry_after: seconds the server asked to wait, if it said.
+    :param body: the redacted response body.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int, retry_after: float | None = None, body: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.body = body
+
+
+def is_retryable(
+    outcome: BaseException | requests.Response,
+    *,
+    retry_on_500: bool = False,
+    retry_integrity_errors: bool = False,
+) -> bool:
+    """Tell whether an attempt that ended with ``outcome`` is worth repeating.
+
+    Pure: looks only at its arguments.
+
+    :param outcome: the exception an attempt raised, or the response it got.
+    :param retry_on_500: HTTP 500 is retried too.
+    :param retry_integrity_errors: a :class:`CapillaryIntegrityError` is retried.
+    :return: ``True`` to retry.
+    """
+    if isinstance(outcome, requests.Response):
+        return _status_retryable(outcome.status_code, retry_on_500)
+    if isinstance(outcome, TransientHTTPError):
+        return _status_retryable(outcome.status_code, retry_on_500)
+    if isinstance(outcome, CapillaryIntegrityError):
+        return retry_integrity_errors
+    if isinstance(outcome, requests.exceptions.SSLError):
+        return False  # certificate problems do not heal by retrying
+    if isinstance(
+        outcome,
+        (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError),
+    ):
+        return True
+    if isinstance(outcome, requests.HTTPError) and outcome.response is not None:
+        return _status_retryable(outcome.response.status_code, retry_on_500)
+    return False
+
+
+def _status_retryable(status: int, retry_on_500: bool) -> bool:
+    return status in RETRYABLE_STATUSES or (status == 500 and retry_on_500)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Parse a ``Retry-After`` header: delay in seconds, or an HTTP date.
+
+    :param value: the header value, or ``None``.
+    :param now: the current time (for tests); defaults to now in UTC.
+    :return: seconds to wait (0 for a date in the past), or ``None`` if absent or unparsable.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+class RetryAfterOrBackoff(wait_base):
+    """Wait what the server asked (``Retry-After``, capped) or exponential backoff with jitter.
+
+    :param min_wait: first backoff wait (seconds); doubles each attempt.
+    :param max_wait: longest backoff wait (seconds).
+    :param retry_after_max: cap on an honoured ``Retry-After`` (seconds).
+    """
+
+    def __init__(self, *, min_wait: float, max_wait: float, retry_after_max: float) -> None:
+        self.retry_after_max = retry_after_max
+        self._backoff = wait_exponential_jitter(initial=min_wait, max=max_wait, jitter=min_wait)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        """Return the seconds to wait before the next attempt.
+
+        :param retry_state: tenacity's state of the call.
+        :return: seconds.
+        """
+        exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, (int, float)):
+            return float(min(retry_after, self.retry_after_max))
+        return float(self._backoff(retry_state))

@@ -1,0 +1,60 @@
+"""Fixtures of the hook tests: connections from ``AIRFLOW_CONN_*`` and a recorded transport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from airflow_capillary.hooks.file_service import CapillaryFileHook
+from tests.hooks.recorder import BASE, Recorder
+
+PASSWORD = "s3cr3t-Passw0rd"
+SECRET = "client-Secret-42"
+
+
+def conn_json(*, host: str = BASE, login: str = "till.user", password: str = PASSWORD, **extra: Any) -> str:
+    """Return the JSON form of a ``capillary`` connection."""
+    conn: dict[str, Any] = {"conn_type": "capillary", "host": host, "login": login, "password": password}
+    if extra:
+        conn["extra"] = extra
+    return json.dumps(conn)
+
+
+@pytest.fixture
+def set_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Define a connection through ``AIRFLOW_CONN_<ID>`` (JSON form unless ``uri`` is given)."""
+
+    def _set(conn_id: str = "capillary_default", *, uri: str | None = None, **kwargs: Any) -> None:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", uri if uri is not None else conn_json(**kwargs))
+
+    return _set
+
+
+@pytest.fixture
+def make_hook(set_conn: Callable[..., None]) -> Callable[..., tuple[CapillaryFileHook, Recorder]]:
+    """Build a hook on a fresh connection with a :class:`Recorder` mounted on its session.
+
+    Waits between attempts are recorded in ``hook.sleeps`` instead of slept.
+    """
+
+    def _make(
+        script: list[Any] | None = None,
+        *,
+        recorder: Recorder | None = None,
+        hook_kwargs: dict[str, Any] | None = None,
+        **conn: Any,
+    ) -> tuple[CapillaryFileHook, Recorder]:
+        set_conn(**conn)
+        hook = CapillaryFileHook(**(hook_kwargs or {}))
+        rec = recorder or Recorder(script)
+        hook.session.mount("https://", rec)
+        hook.session.mount("http://", rec)
+        sleeps: list[float] = []
+        hook._sleep = sleeps.append
+        hook.sleeps = sleeps  # type: ignore[attr-defined]
+        return hook, rec
+
+    return _make
