@@ -9,11 +9,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_capillary.emulator.connection import connection_uri
+from airflow_capillary.emulator.defaults import (
+    DEFAULT_OAUTH_KEY,
+    DEFAULT_OAUTH_SECRET,
+    DEFAULT_PASSWORD,
+    DEFAULT_USER,
+)
+
 if TYPE_CHECKING:
     from airflow_capillary.emulator.faults import Fault
     from airflow_capillary.emulator.server import CapillaryEmulator, EmulatorProcess
 
-__all__ = ["CapillaryEmulator", "EmulatorProcess", "Fault"]
+__all__ = [
+    "DEFAULT_OAUTH_KEY",
+    "DEFAULT_OAUTH_SECRET",
+    "DEFAULT_PASSWORD",
+    "DEFAULT_USER",
+    "CapillaryEmulator",
+    "EmulatorProcess",
+    "Fault",
+    "connection_uri",
+]
 
 _LAZY = {
     "CapillaryEmulator": "airflow_capillary.emulator.server",

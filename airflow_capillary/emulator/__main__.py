@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from airflow_capillary.emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
 from airflow_capillary.emulator.faults import DEFAULT_RANDOM_KINDS, RANDOM_KINDS
-from airflow_capillary.emulator.state import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS, EmulatorSettings
+from airflow_capillary.emulator.state import EmulatorSettings
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -180,6 +181,15 @@ async def control_health(request: Request) -> Response:
     return json_response(200, {"ok": True})
 
 
+class AnyTextConvertor(PathConvertor):
+    """Like ``path``, but also matching control characters (so that they get a 400, not a 404)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("capillary_any", AnyTextConvertor())
+
+
 def create_app(state: EmulatorState) -> Starlette:
     """Build the ASGI application around an emulator state.
 
@@ -187,7 +197,7 @@ def create_app(state: EmulatorState) -> Starlette:
     :return: the application.
     """
     routes = [
-        Route(f"{UPLOAD_PREFIX}/{{namespace}}/{{file_name:path}}", upload, methods=["POST"]),
+        Route(f"{UPLOAD_PREFIX}/{{namespace}}/{{file_name:capillary_any}}", upload, methods=["POST"]),
         Route(TOKEN_PATH, generate_token, methods=["POST"]),
         Route(f"{S3_PREFIX}/{{rest:path}}", download, methods=["GET", "HEAD"]),
         Route(f"{CONTROL_PREFIX}/faults", control_faults, methods=["GET", "POST", "DELETE"]),

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from airflow_capillary.emulator.defaults import DEFAULT_PASSWORD, DEFAULT_USER
+
 CONN_TYPE = "capillary"
 
 
@@ -16,6 +18,37 @@ def _uri_value(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value)
     return str(value)
+
+
+def connection_uri(
+    base_url: str,
+    login: str = DEFAULT_USER,
+    password: str = DEFAULT_PASSWORD,
+    *,
+    auth_type: str = "basic",
+    ca_cert_path: str | None = None,
+    **extras: Any,
+) -> str:
+    """Return an ``AIRFLOW_CONN_*`` URI for an emulator at ``base_url``.
+
+    :param base_url: the emulator's base URL (its first line of output).
+    :param login: user name (basic) or client key (oauth).
+    :param password: plain password (basic) or client secret (oauth).
+    :param auth_type: ``basic`` or ``oauth``.
+    :param ca_cert_path: with TLS, the CA file, set as the ``verify`` extra.
+    :param extras: more connection extras (bools as ``true``/``false``, dicts and lists as JSON).
+    :return: e.g. ``capillary://demo:demo-password@http%3A%2F%2F127.0.0.1%3A8080/?auth_type=basic``.
+    :raises ValueError: for an unknown auth type.
+    """
+    if auth_type not in ("basic", "oauth"):
+        raise ValueError(f"auth_type must be 'basic' or 'oauth', got {auth_type!r}")
+    merged: dict[str, Any] = {"auth_type": auth_type}
+    if ca_cert_path is not None:
+        merged["verify"] = ca_cert_path
+    merged.update(extras)
+    query = urlencode({key: _uri_value(value) for key, value in merged.items()})
+    host = quote(base_url, safe="")
+    return f"{CONN_TYPE}://{quote(login, safe='')}:{quote(password, safe='')}@{host}/?{query}"
 
 
 class ConnectionStrings:
@@ -70,9 +103,7 @@ class ConnectionStrings:
         :raises ValueError: for an unknown auth type or no credentials to use.
         """
         user, secret, merged = self._connection_parts(auth_type, login, password, extras)
-        query = urlencode({key: _uri_value(value) for key, value in merged.items()})
-        host = quote(self.base_url, safe="")
-        return f"{CONN_TYPE}://{quote(user, safe='')}:{quote(secret, safe='')}@{host}/?{query}"
+        return connection_uri(self.base_url, user, secret, **merged)
 
     def connection_json(
         self,

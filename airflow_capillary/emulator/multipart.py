@@ -125,8 +125,8 @@ class MultipartReceiver:
     def choose(self, field: str = "file") -> Part | None:
         """Pick the file part and delete the other parts' files.
 
-        The part named ``field``; else the only part with a file name; else the only part; else
-        ``None`` (no file: the upload becomes a placeholder).
+        The part named ``field``; else the only part with a file name; else ``None`` (only form
+        fields, or nothing: the upload becomes a placeholder).
 
         :param field: the preferred field name.
         :return: the chosen part, or ``None``.
@@ -139,8 +139,6 @@ class MultipartReceiver:
             chosen = named[0]
         elif len(files) == 1:
             chosen = files[0]
-        elif len(self.parts) == 1:
-            chosen = self.parts[0]
         elif len(files) > 1:
             self.discard()
             names = ", ".join(repr(part.name) for part in files)

@@ -24,8 +24,8 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from airflow_capillary.emulator.connection import ConnectionStrings
+from airflow_capillary.emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
 from airflow_capillary.emulator.faults import Fault
-from airflow_capillary.emulator.state import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
 
 
 class EmulatorProcess(ConnectionStrings):

@@ -13,12 +13,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from airflow_capillary.emulator.auth import Authenticator
+from airflow_capillary.emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
 from airflow_capillary.emulator.faults import DEFAULT_RANDOM_KINDS, Fault, FaultPlan, RateLimiter
 from airflow_capillary.emulator.signing import UrlSigner, load_or_create_key
 from airflow_capillary.emulator.store import FileStore
 
-DEFAULT_USERS = {"demo": "demo-password"}
-DEFAULT_OAUTH_CLIENTS = {"demo-key": "demo-secret"}
 #: Request log entries kept (oldest dropped first).
 REQUEST_LOG_SIZE = 100_000
 #: Settings that ``configure`` may change while the emulator runs.
