@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from airflow_capillary._redact import redact_text
 from airflow_capillary.exceptions import (
+    CapillaryConfigError,
     CapillaryError,
     CapillaryIntegrityError,
     CapillaryInvalidInputError,
@@ -47,6 +48,7 @@ ERROR_KINDS: dict[str, type[CapillaryError]] = {
     "unavailable": CapillaryServiceUnavailableError,
     "rejected": CapillaryRequestRejectedError,
     "invalid": CapillaryInvalidInputError,
+    "config": CapillaryConfigError,
     "internal": CapillaryError,
 }
 #: Statuses that mean "not there yet / try later"; all but 404 count as consecutive failures.

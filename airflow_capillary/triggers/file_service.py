@@ -25,6 +25,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_capillary._redact import redact_text, redact_url
 from airflow_capillary._verify import (
+    ERROR_KINDS,
     AnswerJudge,
     ExpectedFile,
     Verdict,
@@ -32,7 +33,7 @@ from airflow_capillary._verify import (
     judge_transport_error,
     request_headers,
 )
-from airflow_capillary.exceptions import CapillaryError
+from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError
 from airflow_capillary.triggers._state import Failure, VerificationState
 
 if TYPE_CHECKING:
@@ -88,11 +89,17 @@ def httpx_client_kwargs(options: Mapping[str, Any], *, asynchronous: bool) -> di
     :param options: the JSON-safe settings.
     :param asynchronous: build async transports for proxies.
     :return: ``verify``, ``timeout``, ``follow_redirects`` and, with proxies, ``mounts``.
+    :raises CapillaryConfigError: ``verify`` names a CA bundle that does not exist here.
     """
     _install_log_redaction()
     verify: bool | ssl.SSLContext = True
     value = options.get("verify", True)
     if isinstance(value, str):
+        if not os.path.exists(value):
+            raise CapillaryConfigError(
+                f"verify: the CA bundle {value!r} does not exist on this machine (with deferrable=True "
+                "the triggerer needs it too)"
+            )
         verify = (
             ssl.create_default_context(capath=value)
             if os.path.isdir(value)
@@ -192,7 +199,8 @@ class CapillaryFileTrigger(BaseTrigger):
         try:
             event = await self._verify_all()
         except CapillaryError as exc:
-            event = Failure("invalid", exc.message, exc.file_name, exc.namespace).to_event()
+            kind = next((k for k, cls in ERROR_KINDS.items() if type(exc) is cls), "internal")
+            event = Failure(kind, exc.message, exc.file_name, exc.namespace).to_event()
         except Exception as exc:
             text = redact_text(
                 f"{type(exc).__name__}: {exc}", [r.get("secure_file_path") for r in self.records]

@@ -20,6 +20,7 @@ from airflow_capillary._verify import (
     request_headers,
 )
 from airflow_capillary.exceptions import (
+    CapillaryConfigError,
     CapillaryError,
     CapillaryInvalidInputError,
     CapillaryRequestRejectedError,
@@ -470,7 +471,7 @@ class LazyRecords(Sequence):
     def __init__(self, items: list) -> None:
         self._items = items
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return self._items[index]
 
     def __len__(self) -> int:
@@ -513,5 +514,6 @@ def test_error_kinds_are_the_documented_exceptions():
         "unavailable": CapillaryServiceUnavailableError,
         "rejected": CapillaryRequestRejectedError,
         "invalid": CapillaryInvalidInputError,
+        "config": CapillaryConfigError,
         "internal": CapillaryError,
     } == ERROR_KINDS

@@ -1,0 +1,322 @@
+"""CapillaryFileTrigger: serialization, exact events, a sleep on every loop path, deadline, failure bound."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from airflow.triggers.base import TriggerEvent
+
+from airflow_capillary.exceptions import CapillaryConfigError
+from airflow_capillary.triggers import file_service
+from airflow_capillary.triggers.file_service import CapillaryFileTrigger, client_options, httpx_client_kwargs
+from tests.sensors.records import PNG, SIGNATURE, make_record
+
+SIZE = len(PNG)
+START = 1_700_000_000.0
+OK_206 = {"Content-Range": f"bytes 0-0/{SIZE}", "Content-Type": "image/png"}
+EXPIRED_XML = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+WHERE = "'hero.png' (namespace rewards)"
+
+
+class FakeClock:
+    """Wall clock for the deadline; ``sleep`` records each wait and moves the clock on."""
+
+    def __init__(self) -> None:
+        self.now = START
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(file_service.time, "time", fake.time)
+    monkeypatch.setattr(file_service.asyncio, "sleep", fake.sleep)
+    return fake
+
+
+class Storage:
+    """Scripted answers per URL path, through httpx.MockTransport; records every request."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.scripts: dict[str, Iterator[httpx.Response | Exception]] = {}
+        self.requests: list[httpx.Request] = []
+        transport = httpx.MockTransport(self.handle)
+        monkeypatch.setattr(
+            file_service,
+            "httpx_client_kwargs",
+            lambda options, asynchronous: {
+                **httpx_client_kwargs(options, asynchronous=asynchronous),
+                "transport": transport,
+            },
+        )
+
+    def script(self, name: str, *answers: httpx.Response | Exception, repeat_last: bool = False) -> None:
+        items = list(answers)
+
+        def gen() -> Iterator[httpx.Response | Exception]:
+            yield from items
+            while repeat_last:
+                yield items[-1]
+
+        self.scripts[f"/rewards/100606/{name}"] = gen()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = next(self.scripts[request.url.path])
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+@pytest.fixture
+def storage(monkeypatch: pytest.MonkeyPatch) -> Storage:
+    return Storage(monkeypatch)
+
+
+def run(trigger: CapillaryFileTrigger) -> list[TriggerEvent]:
+    async def collect() -> list[TriggerEvent]:
+        return [event async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def make_trigger(records: list[dict[str, Any]], **kwargs: Any) -> CapillaryFileTrigger:
+    params: dict[str, Any] = {"deadline": START + 3600, "poll_interval": 5.0, "max_consecutive_failures": 3}
+    return CapillaryFileTrigger(records=records, **{**params, **kwargs})
+
+
+def test_serialize_round_trip_is_json_safe():
+    record = make_record()
+    trigger = CapillaryFileTrigger(
+        records=[record],
+        deadline=START,
+        verify="sha256",
+        conn_id="cap",
+        poll_interval=7,
+        max_consecutive_failures=None,
+        verified=(0,),
+        client_options={
+            "verify": "/etc/ca.pem",
+            "timeout": [5.0, 30.0],
+            "proxies": None,
+            "retry_after_max": 60.0,
+        },
+        max_concurrency=2,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_capillary.triggers.file_service.CapillaryFileTrigger"
+    assert kwargs == {
+        "records": [record],
+        "deadline": START,
+        "verify": "sha256",
+        "conn_id": "cap",
+        "poll_interval": 7.0,
+        "max_consecutive_failures": None,
+        "verified": [0],
+        "client_options": {
+            "verify": "/etc/ca.pem",
+            "timeout": [5.0, 30.0],
+            "proxies": None,
+            "retry_after_max": 60.0,
+        },
+        "max_concurrency": 2,
+    }
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert CapillaryFileTrigger(**json.loads(json.dumps(kwargs))).serialize() == (classpath, kwargs)
+
+
+def test_waits_through_404_then_succeeds_with_exact_request(storage, clock):
+    record = make_record()
+    storage.script("hero.png", httpx.Response(404), httpx.Response(206, headers=OK_206, content=b"\x89"))
+    assert run(make_trigger([record])) == [TriggerEvent({"status": "success", "records": [record]})]
+    assert clock.sleeps == [5.0]
+    request = storage.requests[0]
+    assert (request.method, str(request.url)) == ("GET", record["secure_file_path"])
+    assert request.headers["Range"] == "bytes=0-0"
+    assert "Authorization" not in request.headers
+    assert not any(h.lower().startswith("x-cap") for h in request.headers)
+
+
+def test_sha256_mode_reads_the_whole_body(storage, clock):
+    record = make_record()
+    storage.script("hero.png", httpx.Response(200, headers={"Content-Type": "image/png"}, content=PNG))
+    assert run(make_trigger([record], verify="sha256")) == [
+        TriggerEvent({"status": "success", "records": [record]})
+    ]
+    assert "Range" not in storage.requests[0].headers
+    assert clock.sleeps == []
+
+
+def test_expired_url_is_one_error_event(storage, clock):
+    storage.script("hero.png", httpx.Response(403, content=EXPIRED_XML))
+    assert run(make_trigger([make_record()])) == [
+        TriggerEvent(
+            {
+                "status": "error",
+                "kind": "expired",
+                "message": f"{WHERE}: the storage refused its secure URL (HTTP 403 AccessDenied: Request has "
+                "expired); the secure URL lives one hour: re-run the upload task to get a fresh one",
+                "file_name": "hero.png",
+                "namespace": "rewards",
+                "status_code": 403,
+            }
+        )
+    ]
+    assert clock.sleeps == []
+
+
+def test_placeholder_is_a_verification_error_event(storage, clock):
+    storage.script("hero.png", httpx.Response(416, headers={"Content-Range": "bytes */0"}))
+    (event,) = run(make_trigger([make_record()]))
+    assert event.payload["kind"] == "verification"
+    assert event.payload["message"] == (
+        f"{WHERE} is served with 0 bytes, but its upload record says {SIZE} bytes (Capillary stored a "
+        "placeholder or a truncated file); upload it again (re-run the upload task)"
+    )
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [httpx.Response(404)] * 3,
+        [httpx.Response(429), httpx.Response(500), httpx.Response(503)],
+        [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")],
+        [httpx.Response(404), httpx.ConnectError("refused"), httpx.Response(502)],
+    ],
+    ids=["404s", "429-5xx", "connection-errors", "mixed"],
+)
+def test_every_waiting_round_sleeps_once(storage, clock, answers):
+    storage.script("hero.png", *answers, httpx.Response(206, headers=OK_206))
+    (event,) = run(make_trigger([make_record()], max_consecutive_failures=None))
+    assert event.payload["status"] == "success"
+    assert len(storage.requests) == 4
+    assert clock.sleeps == [5.0, 5.0, 5.0]
+
+
+def test_retry_after_lengthens_the_wait(storage, clock):
+    storage.script(
+        "hero.png", httpx.Response(503, headers={"Retry-After": "45"}), httpx.Response(206, headers=OK_206)
+    )
+    run(make_trigger([make_record()], client_options={"retry_after_max": 30.0}))
+    assert clock.sleeps == [30.0]
+
+
+def test_deadline_is_wall_clock_and_yields_one_timeout_event(storage, clock):
+    storage.script("hero.png", httpx.Response(404), repeat_last=True)
+    events = run(make_trigger([make_record()], deadline=START + 12, poll_interval=5))
+    assert events == [
+        TriggerEvent(
+            {
+                "status": "timeout",
+                "message": "1 file(s) not verified before the sensor's timeout: 'hero.png'; last answers: "
+                f"{WHERE}: the storage answered HTTP 404; waiting",
+                "pending": ["hero.png"],
+            }
+        )
+    ]
+    assert clock.sleeps == [5.0, 5.0, 2.0]
+    assert len(storage.requests) == 4
+
+
+def test_consecutive_failures_are_bounded(storage, clock):
+    storage.script("hero.png", httpx.ConnectError("[Errno 111] Connection refused"), repeat_last=True)
+    (event,) = run(make_trigger([make_record()], max_consecutive_failures=3))
+    assert event.payload == {
+        "status": "error",
+        "kind": "unavailable",
+        "message": f"{WHERE}: ConnectError: [Errno 111] Connection refused; giving up after 3 consecutive "
+        "failures: check that the storage is reachable from Airflow (proxy, TLS settings of the connection)",
+        "file_name": "hero.png",
+        "namespace": "rewards",
+        "status_code": None,
+    }
+    assert len(storage.requests) == 3
+    assert clock.sleeps == [5.0, 5.0]
+
+
+def test_only_unverified_files_are_fetched(storage, clock):
+    a, b, c = make_record("a.png"), make_record("b.png"), make_record("c.png")
+    storage.script("b.png", httpx.Response(404), httpx.Response(206, headers=OK_206))
+    storage.script("c.png", httpx.Response(206, headers=OK_206))
+    (event,) = run(make_trigger([a, b, c], verified=[0]))
+    assert event.payload == {"status": "success", "records": [a, b, c]}
+    assert [r.url.path for r in storage.requests] == [
+        "/rewards/100606/b.png",
+        "/rewards/100606/c.png",
+        "/rewards/100606/b.png",
+    ]
+
+
+def test_invalid_records_are_an_error_event_without_requests(storage, clock):
+    (event,) = run(make_trigger([make_record(url=None)]))
+    assert event.payload["kind"] == "invalid"
+    assert "include_secure_url=True" in event.payload["message"]
+    assert storage.requests == []
+
+
+def test_unexpected_exception_is_an_internal_error_event_without_the_url(storage, clock):
+    storage.script("hero.png", RuntimeError(f"bug near {make_record()['secure_file_path']}"))
+    (event,) = run(make_trigger([make_record()]))
+    assert event.payload["status"] == "error"
+    assert event.payload["kind"] == "internal"
+    assert event.payload["message"].startswith("the trigger failed unexpectedly: RuntimeError: bug near ***")
+    assert SIGNATURE not in json.dumps(event.payload)
+
+
+def test_httpx_request_log_line_is_redacted(storage, clock, caplog):
+    storage.script("hero.png", httpx.Response(206, headers=OK_206))
+    with caplog.at_level("INFO", logger="httpx"):
+        run(make_trigger([make_record()]))
+    assert "HTTP Request: GET" in caplog.text
+    assert SIGNATURE not in caplog.text
+    assert "X-Amz-Signature=***" in caplog.text
+
+
+class Config:
+    timeout = (3.0, 40.0)
+    verify = "/etc/ssl/ca.pem"
+    proxies = {"https": "http://proxy:3128"}
+    retry_after_max = 90.0
+
+
+def test_client_options_take_only_what_matters_to_the_storage():
+    assert client_options(Config()) == {  # type: ignore[arg-type]
+        "verify": "/etc/ssl/ca.pem",
+        "timeout": [3.0, 40.0],
+        "proxies": {"https": "http://proxy:3128"},
+        "retry_after_max": 90.0,
+    }
+
+
+def test_httpx_client_kwargs(tmp_path):
+    kwargs = httpx_client_kwargs(
+        {"verify": False, "timeout": [3.0, 40.0], "proxies": {"https": "http://proxy:3128"}},
+        asynchronous=True,
+    )
+    assert kwargs["verify"] is False
+    assert kwargs["timeout"] == httpx.Timeout(40.0, connect=3.0)
+    assert kwargs["follow_redirects"] is True
+    assert list(kwargs["mounts"]) == ["https://"]
+    assert isinstance(kwargs["mounts"]["https://"], httpx.AsyncHTTPTransport)
+    assert "mounts" not in httpx_client_kwargs({}, asynchronous=False)
+    with pytest.raises(CapillaryConfigError, match=r"^verify: the CA bundle '.*missing.pem' does not exist"):
+        httpx_client_kwargs({"verify": str(tmp_path / "missing.pem")}, asynchronous=False)
+
+
+def test_missing_ca_bundle_in_the_triggerer_is_a_config_error_event(storage, clock, tmp_path):
+    trigger = make_trigger([make_record()], client_options={"verify": str(tmp_path / "missing.pem")})
+    (event,) = run(trigger)
+    assert event.payload["kind"] == "config"
+    assert storage.requests == []
