@@ -46,8 +46,10 @@ def test_answer_has_the_documented_shape_and_json_types(emu: CapillaryEmulator) 
     ]
     assert file["name"] == "test.png"
     assert file["namespace"] == "rewards"
-    assert file["version"] == 1 and type(file["version"]) is int
-    assert file["latest_version"] == 1 and type(file["latest_version"]) is int
+    assert file["version"] == 1
+    assert type(file["version"]) is int
+    assert file["latest_version"] == 1
+    assert type(file["latest_version"]) is int
     assert file["acl"] == "PRIVATE"
     assert file["fileSize"] == str(len(data))
     assert UUID4.match(file["file_handle"])
