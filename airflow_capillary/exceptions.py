@@ -8,6 +8,8 @@ token or pre-signed URL survives in an exception.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from airflow.exceptions import AirflowException
 
 
@@ -95,8 +97,57 @@ class CapillarySecureUrlExpiredError(CapillaryError):
     """A ``secure_file_path`` is expired or its signature was refused (HTTP 403 from the storage)."""
 
 
+class FailedUpload(NamedTuple):
+    """One file of a batch that did not upload.
+
+    :param source: the source label (local path or URI).
+    :param file_name: the name it was to have in Capillary.
+    :param error: the exception type and its (redacted) message, e.g.
+        ``"CapillaryServiceUnavailableError: ... after 5 attempts"``.
+    """
+
+    source: str
+    file_name: str
+    error: str
+
+
+class CapillaryBatchError(CapillaryError):
+    """Some files of a batch upload failed after every retry (the others were uploaded).
+
+    :param message: the summary, listing each failed file and its cause.
+    :param failures: every failed file, in source order.
+    :param uploaded_count: how many files of the batch did upload.
+    :param kwargs: the attributes of :class:`CapillaryError`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failures: tuple[FailedUpload, ...] | list[FailedUpload] = (),
+        uploaded_count: int = 0,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.failures = tuple(FailedUpload(*failure) for failure in failures)
+        self.uploaded_count = uploaded_count
+
+    def __reduce__(self) -> tuple[object, ...]:
+        kwargs = {
+            "status_code": self.status_code,
+            "body": self.body,
+            "conn_id": self.conn_id,
+            "file_name": self.file_name,
+            "namespace": self.namespace,
+            "failures": [tuple(failure) for failure in self.failures],
+            "uploaded_count": self.uploaded_count,
+        }
+        return (_rebuild, (type(self), self.message, kwargs))
+
+
 __all__ = [
     "CapillaryAuthError",
+    "CapillaryBatchError",
     "CapillaryConfigError",
     "CapillaryError",
     "CapillaryIntegrityError",
@@ -105,4 +156,5 @@ __all__ = [
     "CapillarySecureUrlExpiredError",
     "CapillaryServiceUnavailableError",
     "CapillaryVerificationError",
+    "FailedUpload",
 ]
