@@ -1,0 +1,138 @@
+"""Progress reporting for batch uploads: a log line at intervals and a final summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class InfoLogger(Protocol):
+    """What the progress reporter needs of a logger (stdlib or the task SDK's structlog)."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any:
+        """Log ``msg % args`` at INFO."""
+
+
+def format_bytes(size: float) -> str:
+    """Format a byte count with binary units.
+
+    :param size: number of bytes.
+    :return: e.g. ``"512 B"``, ``"1.5 KiB"``, ``"12.3 MiB"``.
+    """
+    if size < 1024:
+        return f"{int(size)} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} TiB"
+
+
+def format_duration(seconds: float) -> str:
+    """Format a duration for a log line.
+
+    :param seconds: the duration.
+    :return: e.g. ``"0.4s"``, ``"12s"``, ``"3m29s"``, ``"1h02m03s"``.
+    """
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+class UploadProgress:
+    """Count finished uploads and log progress at most once per ``interval``.
+
+    :param total_files: number of files in the batch.
+    :param total_bytes: their total size in bytes.
+    :param interval: minimum seconds between two progress lines; ``0`` disables them (the
+        final summary is still logged).
+    :param log: where to log.
+    :param clock: monotonic clock, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        total_files: int,
+        total_bytes: int,
+        interval: float,
+        log: InfoLogger,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total_files = total_files
+        self.total_bytes = total_bytes
+        self.interval = interval
+        self.log = log
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._last_line = self._started
+        self.done = 0
+        self.failed = 0
+        self.bytes_done = 0
+
+    def advance(self, *, size: int, ok: bool) -> None:
+        """Record one finished file and log a progress line if the interval has passed.
+
+        :param size: bytes of the file (counted only when it uploaded).
+        :param ok: whether it uploaded.
+        """
+        with self._lock:
+            self.done += 1
+            if ok:
+                self.bytes_done += size
+            else:
+                self.failed += 1
+        self.tick()
+
+    def tick(self) -> None:
+        """Log a progress line if the interval has passed and the batch is not finished."""
+        now = self._clock()
+        with self._lock:
+            if self.interval <= 0 or self.done >= self.total_files or now - self._last_line < self.interval:
+                return
+            self._last_line = now
+            elapsed = max(now - self._started, 1e-9)
+            done, failed, bytes_done = self.done, self.failed, self.bytes_done
+        rate = done / elapsed
+        byte_rate = bytes_done / elapsed
+        if bytes_done and self.total_bytes:
+            eta = format_duration(max(self.total_bytes - bytes_done, 0) / byte_rate)
+        elif done:
+            eta = format_duration((self.total_files - done) / rate)
+        else:
+            eta = "unknown"
+        self.log.info(
+            "Progress: %d/%d files (%d failed), %s of %s, %.1f files/s, %s/s, ETA %s",
+            done,
+            self.total_files,
+            failed,
+            format_bytes(bytes_done),
+            format_bytes(self.total_bytes),
+            rate,
+            format_bytes(byte_rate),
+            eta,
+        )
+
+    def summary(self) -> None:
+        """Log the final summary line."""
+        elapsed = max(self._clock() - self._started, 1e-9)
+        self.log.info(
+            "Uploaded %d of %d files (%s) in %s, %.1f files/s, %s/s; %d failed",
+            self.done - self.failed,
+            self.total_files,
+            format_bytes(self.bytes_done),
+            format_duration(elapsed),
+            (self.done - self.failed) / elapsed,
+            format_bytes(self.bytes_done / elapsed),
+            self.failed,
+        )
