@@ -1,0 +1,110 @@
+"""A fake CapillaryFileHook for the operator's unit tests: records calls, answers deterministically."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow_capillary.exceptions import CapillaryInvalidInputError, CapillaryServiceUnavailableError
+from airflow_capillary.models import UploadedFile
+
+LAST_MODIFIED = datetime(2026, 11, 26, 4, 10, 59, tzinfo=timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class FakePrepared:
+    file_name: str
+    namespace: str
+    content_type: str
+    size: int
+    source_label: str
+
+
+def secure_url(name: str) -> str:
+    return (
+        f"https://bucket.s3.example/rewards/100/{name}?X-Amz-Security-Token=SESSIONTOKEN{name}"
+        "&X-Amz-Expires=3600&X-Amz-Signature=abcdef0123456789"
+    )
+
+
+def uploaded_file(name: str, size: int, *, namespace: str = "rewards", version: int = 1) -> UploadedFile:
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return UploadedFile(
+        name=name,
+        namespace=namespace,
+        version=version,
+        latest_version=version,
+        acl="PRIVATE",
+        file_size=size,
+        file_handle=f"handle-{name}",
+        content_type="image/png",
+        s3_token=f"{namespace}/100/{name}",
+        s3_url=f"s3://bucket/{namespace}/100/{name}",
+        last_modified=LAST_MODIFIED,
+        secure_file_path=secure_url(name),
+        code=200,
+        status=True,
+        message="file uploaded",
+        sent_size=size,
+        sha256=digest,
+    )
+
+
+class FakeHook:
+    """Stands in for CapillaryFileHook: ``invalid`` names fail preparation, ``failing`` uploads."""
+
+    def __init__(
+        self,
+        *,
+        invalid: dict[str, str] | None = None,
+        failing: dict[str, Exception] | None = None,
+        namespace: str = "rewards",
+    ) -> None:
+        self.invalid = invalid or {}
+        self.failing = failing or {}
+        self.namespace = namespace
+        self.prepared: list[tuple[Any, dict[str, Any]]] = []
+        self.uploads: list[str] = []
+        self._lock = threading.Lock()
+
+    def prepare_upload(
+        self,
+        source: Any,
+        *,
+        file_name: str | None = None,
+        namespace: str | None = None,
+        content_type: str | None = None,
+    ) -> FakePrepared:
+        with self._lock:
+            self.prepared.append(
+                (source, {"file_name": file_name, "namespace": namespace, "content_type": content_type})
+            )
+        name = file_name or Path(str(source)).name
+        if name in self.invalid:
+            raise CapillaryInvalidInputError(self.invalid[name])
+        return FakePrepared(
+            file_name=name,
+            namespace=namespace or self.namespace,
+            content_type=content_type or "image/png",
+            size=Path(str(source).removeprefix("file://")).stat().st_size,
+            source_label=str(source),
+        )
+
+    def upload(self, prepared: FakePrepared) -> UploadedFile:
+        with self._lock:
+            self.uploads.append(prepared.file_name)
+        error = self.failing.get(prepared.file_name)
+        if error is not None:
+            raise error
+        return uploaded_file(prepared.file_name, prepared.size, namespace=prepared.namespace)
+
+
+def unavailable(name: str) -> CapillaryServiceUnavailableError:
+    return CapillaryServiceUnavailableError(
+        f"uploading {name} to namespace rewards (connection capillary_default): HTTP 503 after 6 attempts",
+        status_code=503,
+    )

@@ -1,0 +1,393 @@
+"""Unit tests of UploadImageOperator with a fake hook: exact calls, XCom values, errors and logs."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from airflow.sdk import Asset
+
+from airflow_capillary.exceptions import (
+    CapillaryAuthError,
+    CapillaryBatchError,
+    CapillaryConfigError,
+    CapillaryInvalidInputError,
+    FailedUpload,
+)
+from airflow_capillary.links import CapillaryImageLink
+from airflow_capillary.operators._pool import BoundedPool
+from airflow_capillary.operators.upload_image import UploadImageOperator
+from tests.operators.fakes import FakeHook, secure_url, unavailable, uploaded_file
+from tests.operators.images import write_images
+
+NAMES = ["a.png", "b.jpg", "c.webp"]
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    write_images(tmp_path / "imgs", [*NAMES, "readme.txt"])
+    return tmp_path / "imgs"
+
+
+@pytest.fixture
+def fake_hook(mocker: Any) -> FakeHook:
+    hook = FakeHook()
+    mocker.patch.object(UploadImageOperator, "hook", new=hook)
+    return hook
+
+
+@pytest.fixture
+def oplog(mocker: Any, caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Route the operator's log (structlog in the task SDK) to a stdlib logger caplog sees."""
+    mocker.patch.object(UploadImageOperator, "log", new=logging.getLogger("capillary.test.operator"))
+    caplog.set_level(logging.DEBUG, logger="capillary.test.operator")
+    return caplog
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "capillary.test.operator"]
+
+
+def make_context() -> Any:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return {"ti": mock.MagicMock(name="ti"), "outlet_events": OutletEventAccessors()}
+
+
+def pushed(context: dict[str, Any]) -> dict[str, Any]:
+    calls = context["ti"].xcom_push.call_args_list
+    assert [c.kwargs["key"] for c in calls] == ["uploaded", "file_handles"]
+    return {c.kwargs["key"]: c.kwargs["value"] for c in calls}
+
+
+def record(path: Path, name: str | None = None, *, secure: bool = True) -> dict[str, Any]:
+    name = name or path.name
+    expected = uploaded_file(name, path.stat().st_size).to_dict(include_secure_url=secure)
+    return {**expected, "source": str(path)}
+
+
+def test_single_file_returns_one_record_and_pushes_handles(images: Path, fake_hook: FakeHook) -> None:
+    op = UploadImageOperator(task_id="up", source=str(images / "a.png"))
+    context = make_context()
+    result = op.execute(context)
+    expected = record(images / "a.png")
+    assert result == expected
+    assert result["secure_file_path"] == secure_url("a.png")
+    assert result["last_modified"] == "2026-11-26T04:10:59+00:00"
+    assert pushed(context) == {"uploaded": [expected], "file_handles": {"a.png": "handle-a.png"}}
+    assert fake_hook.prepared == [
+        (images / "a.png", {"file_name": "a.png", "namespace": None, "content_type": None})
+    ]
+    assert fake_hook.uploads == ["a.png"]
+    assert CapillaryImageLink().get_link(op, ti_key=context["ti"]) == secure_url("a.png")
+
+
+def test_single_file_renamed_without_secure_url_links_to_s3_url(images: Path, fake_hook: FakeHook) -> None:
+    op = UploadImageOperator(
+        task_id="up",
+        source=images / "b.jpg",
+        file_name="hero.jpg",
+        include_secure_url=False,
+        content_type="image/jpeg",
+    )
+    context = make_context()
+    result = op.execute(context)
+    assert result == record(images / "b.jpg", "hero.jpg", secure=False)
+    assert result["secure_file_path"] is None
+    assert fake_hook.prepared == [
+        (images / "b.jpg", {"file_name": "hero.jpg", "namespace": None, "content_type": "image/jpeg"})
+    ]
+    assert CapillaryImageLink().get_link(op, ti_key=None) == "s3://bucket/rewards/100/hero.jpg"
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{d}", "{d}/*", "{d}/[abc].*", ["{d}/c.webp", "{d}/a.png", "{d}/b.jpg"], ["{d}/*.png", "{d}"]],
+    ids=["folder", "glob", "glob-class", "list", "overlapping-list"],
+)
+def test_batch_returns_records_sorted_by_source(images: Path, fake_hook: FakeHook, source: Any) -> None:
+    source = [s.format(d=images) for s in source] if isinstance(source, list) else source.format(d=images)
+    op = UploadImageOperator(task_id="up", source=source, max_workers=2)
+    context = make_context()
+    result = op.execute(context)
+    expected = [record(images / n) for n in NAMES]
+    assert result == expected
+    assert pushed(context) == {
+        "uploaded": expected,
+        "file_handles": {n: f"handle-{n}" for n in NAMES},
+    }
+    assert sorted(fake_hook.uploads) == NAMES
+    assert CapillaryImageLink().get_link(op, ti_key=None) == ""
+
+
+def test_name_prefix_and_rename(images: Path, fake_hook: FakeHook) -> None:
+    op = UploadImageOperator(
+        task_id="up", source=f"{images}/*.png", name_prefix="diwali-", rename=lambda n: n.upper()
+    )
+    result = op.execute(make_context())
+    assert isinstance(result, list)
+    assert [r["name"] for r in result] == ["diwali-A.PNG"]
+    assert fake_hook.prepared[0][1]["file_name"] == "diwali-A.PNG"
+
+
+def test_skipped_non_images_are_one_log_line(
+    images: Path, fake_hook: FakeHook, oplog: pytest.LogCaptureFixture
+) -> None:
+    UploadImageOperator(task_id="up", source=str(images), progress_interval=0).execute(make_context())
+    skipped = [m for m in messages(oplog) if "non-image" in m]
+    assert skipped == [f"Skipped 1 non-image file(s): {images / 'readme.txt'}"]
+
+
+def test_one_info_line_per_file_and_a_summary_with_no_secure_url(
+    images: Path, fake_hook: FakeHook, oplog: pytest.LogCaptureFixture
+) -> None:
+    op = UploadImageOperator(task_id="up", source=str(images), max_workers=1)
+    op.execute(make_context())
+    lines = messages(oplog)
+    per_file = [m for m in lines if m.startswith("Uploaded /")]
+    assert per_file == [
+        f"Uploaded {images / n} as rewards/{n} version 1 ({(images / n).stat().st_size} bytes), "
+        f"handle handle-{n}"
+        for n in NAMES
+    ]
+    assert lines[0] == "Skipped 1 non-image file(s): " + str(images / "readme.txt")
+    assert lines[1] == "Uploading 3 files to namespace 'rewards' with 1 workers"
+    assert lines[-1].startswith("Uploaded 3 of 3 files (137 B) in ")
+    assert lines[-1].endswith("; 0 failed")
+    assert len(lines) == 6
+    assert {r.levelno for r in oplog.records} == {logging.INFO}
+    assert not any("SESSIONTOKEN" in m or "X-Amz-Signature" in m for m in lines)
+
+
+def test_single_file_link_line_is_redacted(
+    images: Path, fake_hook: FakeHook, oplog: pytest.LogCaptureFixture
+) -> None:
+    UploadImageOperator(task_id="up", source=str(images / "a.png")).execute(make_context())
+    lines = messages(oplog)
+    assert lines == [
+        f"Uploaded {images / 'a.png'} as rewards/a.png version 1 (69 bytes), handle handle-a.png",
+        "Capillary image: https://bucket.s3.example/rewards/100/a.png?X-Amz-Security-Token=***"
+        "&X-Amz-Expires=3600&X-Amz-Signature=***",
+    ]
+    text = "\n".join(lines)
+    assert "SESSIONTOKEN" not in text
+    assert "abcdef0123456789" not in text
+
+
+def test_invalid_files_fail_before_any_upload(images: Path, mocker: Any) -> None:
+    hook = FakeHook(invalid={"b.jpg": "b.jpg: content is not JPEG", "c.webp": "c.webp is empty"})
+    mocker.patch.object(UploadImageOperator, "hook", new=hook)
+    context = make_context()
+    with pytest.raises(
+        CapillaryInvalidInputError,
+        match=r"^2 of 3 files cannot be uploaded, so none was: \n  - .*/b\.jpg: CapillaryInvalidInputError: "
+        r"b\.jpg: content is not JPEG\n  - .*/c\.webp: CapillaryInvalidInputError: c\.webp is empty$",
+    ):
+        UploadImageOperator(task_id="up", source=str(images)).execute(context)
+    assert hook.uploads == []
+    assert len(hook.prepared) == 3
+    context["ti"].xcom_push.assert_not_called()
+
+
+def test_single_invalid_file_raises_the_hooks_error(images: Path, mocker: Any) -> None:
+    mocker.patch.object(UploadImageOperator, "hook", new=FakeHook(invalid={"a.png": "a.png: not a PNG"}))
+    with pytest.raises(CapillaryInvalidInputError, match=r"^a\.png: not a PNG$"):
+        UploadImageOperator(task_id="up", source=str(images / "a.png")).execute(make_context())
+
+
+def test_partial_failure_pushes_successes_then_raises_one_batch_error(images: Path, mocker: Any) -> None:
+    hook = FakeHook(
+        failing={"a.png": unavailable("a.png"), "c.webp": CapillaryAuthError("credentials refused")}
+    )
+    mocker.patch.object(UploadImageOperator, "hook", new=hook)
+    context = make_context()
+    op = UploadImageOperator(task_id="up", source=str(images), capillary_conn_id="cap", namespace="rewards")
+    with pytest.raises(CapillaryBatchError) as info:
+        op.execute(context)
+    assert sorted(hook.uploads) == NAMES  # every file attempted
+    assert pushed(context) == {
+        "uploaded": [record(images / "b.jpg")],
+        "file_handles": {"b.jpg": "handle-b.jpg"},
+    }
+    error = info.value
+    assert str(error) == (
+        "2 of 3 files failed to upload (1 uploaded, their records are in XCom 'uploaded'): \n"
+        f"  - {images / 'a.png'}: CapillaryServiceUnavailableError: uploading a.png to namespace rewards "
+        "(connection capillary_default): HTTP 503 after 6 attempts\n"
+        f"  - {images / 'c.webp'}: CapillaryAuthError: credentials refused"
+    )
+    assert error.failures == (
+        FailedUpload(
+            str(images / "a.png"),
+            "a.png",
+            "CapillaryServiceUnavailableError: uploading a.png to namespace rewards "
+            "(connection capillary_default): HTTP 503 after 6 attempts",
+        ),
+        FailedUpload(str(images / "c.webp"), "c.webp", "CapillaryAuthError: credentials refused"),
+    )
+    assert (error.uploaded_count, error.conn_id, error.namespace) == (1, "cap", "rewards")
+    assert pickle.loads(pickle.dumps(error)).failures == error.failures
+    assert CapillaryImageLink().get_link(op, ti_key=None) == ""
+
+
+def test_single_file_failure_raises_the_hooks_error_after_pushing_empty(images: Path, mocker: Any) -> None:
+    error = unavailable("a.png")
+    mocker.patch.object(UploadImageOperator, "hook", new=FakeHook(failing={"a.png": error}))
+    context = make_context()
+    with pytest.raises(type(error)) as info:
+        UploadImageOperator(task_id="up", source=str(images / "a.png")).execute(context)
+    assert info.value is error
+    assert pushed(context) == {"uploaded": [], "file_handles": {}}
+
+
+def test_failure_list_is_capped_in_the_message(tmp_path: Path, mocker: Any) -> None:
+    names = [f"img{i:03d}.png" for i in range(60)]
+    write_images(tmp_path, names)
+    mocker.patch.object(
+        UploadImageOperator, "hook", new=FakeHook(failing={n: RuntimeError("boom") for n in names})
+    )
+    with pytest.raises(
+        CapillaryBatchError, match=r"img049\.png: RuntimeError: boom\n  - \.\.\. and 10 more$"
+    ) as info:
+        UploadImageOperator(task_id="up", source=str(tmp_path), progress_interval=0).execute(make_context())
+    assert len(info.value.failures) == 60
+
+
+def test_empty_source(tmp_path: Path, fake_hook: FakeHook) -> None:
+    with pytest.raises(
+        CapillaryInvalidInputError,
+        match=r"^source '.*/\*\.png' matched no image \(set allow_empty_source=True to allow this\)$",
+    ):
+        UploadImageOperator(task_id="up", source=f"{tmp_path}/*.png").execute(make_context())
+    context = make_context()
+    result = UploadImageOperator(task_id="up", source=str(tmp_path), allow_empty_source=True).execute(context)
+    assert result == []
+    assert pushed(context) == {"uploaded": [], "file_handles": {}}
+    assert fake_hook.prepared == []
+
+
+def test_duplicate_names_fail_before_preparation(tmp_path: Path, fake_hook: FakeHook) -> None:
+    write_images(tmp_path, ["x/a.png", "y/a.png"])
+    with pytest.raises(CapillaryInvalidInputError, match=r"'a\.png' <- .*/x/a\.png, .*/y/a\.png"):
+        UploadImageOperator(task_id="up", source=f"{tmp_path}/**/*.png").execute(make_context())
+    assert fake_hook.prepared == []
+
+
+def test_asset_event_extra_carries_the_summary(images: Path, fake_hook: FakeHook) -> None:
+    asset = Asset("reward_catalogue")
+    op = UploadImageOperator(task_id="up", source=f"{images}/*.png", outlets=[asset])
+    context = make_context()
+    op.execute(context)
+    assert context["outlet_events"][asset].extra == {
+        "capillary_conn_id": "capillary_default",
+        "count": 1,
+        "total_bytes": (images / "a.png").stat().st_size,
+        "files": [{"name": "a.png", "namespace": "rewards", "file_handle": "handle-a.png", "version": 1}],
+    }
+
+
+def test_template_fields() -> None:
+    assert UploadImageOperator.template_fields == (
+        "source",
+        "file_name",
+        "name_prefix",
+        "namespace",
+        "content_type",
+        "capillary_conn_id",
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_workers": 0}, r"^max_workers must be from 1 to 64, got 0$"),
+        ({"max_workers": 65}, r"^max_workers must be from 1 to 64, got 65$"),
+        ({"max_workers": "8"}, r"^max_workers must be an int from 1 to 64$"),
+        ({"max_workers": True}, r"^max_workers must be an int from 1 to 64$"),
+        ({"rename": "upper"}, r"^rename must be a callable taking and returning a file name$"),
+    ],
+    ids=["zero", "too-many", "str", "bool", "rename-not-callable"],
+)
+def test_invalid_arguments(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(CapillaryConfigError, match=message):
+        UploadImageOperator(task_id="up", source="/x.png", **kwargs)
+
+
+def test_init_only_stores_and_hook_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    op = UploadImageOperator(
+        task_id="up", source="/nowhere/*.png", capillary_conn_id="c1", namespace="ns", max_workers=3
+    )
+    assert (op.source, op.capillary_conn_id, op.namespace, op.max_workers) == (
+        "/nowhere/*.png",
+        "c1",
+        "ns",
+        3,
+    )
+    hook_cls = mock.MagicMock(name="CapillaryFileHook")
+    monkeypatch.setattr("airflow_capillary.hooks.file_service.CapillaryFileHook", hook_cls)
+    assert op.hook is op.hook
+    hook_cls.assert_called_once_with("c1", namespace="ns", max_connections=3)
+
+
+def test_on_kill_stops_the_pool_promptly(images: Path, mocker: Any) -> None:
+    hook = FakeHook()
+    release = threading.Event()
+    original = hook.upload
+
+    def slow_upload(prepared: Any) -> Any:
+        if prepared.file_name != "a.png":
+            release.wait(5)
+        return original(prepared)
+
+    hook.upload = slow_upload  # type: ignore[method-assign]
+    mocker.patch.object(UploadImageOperator, "hook", new=hook)
+    op = UploadImageOperator(task_id="up", source=str(images), max_workers=1)
+    mocker.patch(
+        "airflow_capillary.operators.upload_image.BoundedPool",
+        side_effect=lambda n: BoundedPool(n, poll_interval=0.01),
+    )
+    threading.Timer(0.3, op.on_kill).start()
+    context = make_context()
+    with pytest.raises(CapillaryBatchError) as info:
+        op.execute(context)
+    release.set()
+    assert [f.error for f in info.value.failures] == [
+        "PoolStoppedError: not attempted: the task was stopped"
+    ] * 2
+    assert pushed(context)["uploaded"] == [record(images / "a.png")]
+
+
+def test_on_kill_before_execute_is_harmless() -> None:
+    UploadImageOperator(task_id="up", source="/x.png").on_kill()
+
+
+def test_dag_parse_imports_nothing_heavy() -> None:
+    # Beyond what any DAG file already imports (the task SDK), only the provider's light modules.
+    code = (
+        "import sys\n"
+        "from airflow.sdk import BaseOperator, BaseOperatorLink\n"
+        "before = set(sys.modules)\n"
+        "import airflow_capillary.operators.upload_image\n"
+        "print(sorted(set(sys.modules) - before - {'airflow_capillary'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == str(
+        [
+            "airflow_capillary._redact",
+            "airflow_capillary._validation",
+            "airflow_capillary.exceptions",
+            "airflow_capillary.links",
+            "airflow_capillary.operators",
+            "airflow_capillary.operators._pool",
+            "airflow_capillary.operators._progress",
+            "airflow_capillary.operators._sources",
+            "airflow_capillary.operators.upload_image",
+        ]
+    )
