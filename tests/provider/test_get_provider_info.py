@@ -26,7 +26,9 @@ def _schema(name: str) -> dict[str, Any]:
 
 
 def test_entry_point_resolves_to_get_provider_info():
-    (ep,) = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_capillary")]
+    (ep,) = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_capillary")
+    ]
     assert ep.value == "airflow_capillary.get_provider_info:get_provider_info"
     assert ep.load() is get_provider_info
 
@@ -61,7 +63,12 @@ def test_module_is_a_literal_dict_without_imports():
 
 def test_every_listed_module_imports():
     info = get_provider_info()
-    modules = [m for key in ("hooks", "operators", "sensors", "triggers") for e in info.get(key, []) for m in e["python-modules"]]
+    modules = [
+        m
+        for key in ("hooks", "operators", "sensors", "triggers")
+        for e in info.get(key, [])
+        for m in e["python-modules"]
+    ]
     for module in modules:
         __import__(module)
     for conn in info["connection-types"]:
