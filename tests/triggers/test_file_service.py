@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +14,7 @@ from airflow_capillary.exceptions import CapillaryConfigError
 from airflow_capillary.triggers import file_service
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger, client_options, httpx_client_kwargs
 from tests.sensors.records import PNG, SIGNATURE, make_record
+from tests.sensors.storage import Storage
 
 SIZE = len(PNG)
 START = 1_700_000_000.0
@@ -46,43 +46,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-class Storage:
-    """Scripted answers per URL path, through httpx.MockTransport; records every request."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.scripts: dict[str, Iterator[httpx.Response | Exception]] = {}
-        self.requests: list[httpx.Request] = []
-        transport = httpx.MockTransport(self.handle)
-        monkeypatch.setattr(
-            file_service,
-            "httpx_client_kwargs",
-            lambda options, asynchronous: {
-                **httpx_client_kwargs(options, asynchronous=asynchronous),
-                "transport": transport,
-            },
-        )
-
-    def script(self, name: str, *answers: httpx.Response | Exception, repeat_last: bool = False) -> None:
-        items = list(answers)
-
-        def gen() -> Iterator[httpx.Response | Exception]:
-            yield from items
-            while repeat_last:
-                yield items[-1]
-
-        self.scripts[f"/rewards/100606/{name}"] = gen()
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = next(self.scripts[request.url.path])
-        if isinstance(answer, Exception):
-            raise answer
-        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
-
-
 @pytest.fixture
 def storage(monkeypatch: pytest.MonkeyPatch) -> Storage:
-    return Storage(monkeypatch)
+    return Storage(monkeypatch, file_service)
 
 
 def run(trigger: CapillaryFileTrigger) -> list[TriggerEvent]:

@@ -1,0 +1,45 @@
+"""A scripted fake of the storage behind secure URLs, plugged into the sensor's or trigger's httpx client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+
+import httpx
+import pytest
+
+from airflow_capillary.triggers.file_service import httpx_client_kwargs
+
+
+class Storage:
+    """Scripted answers per URL path, through httpx.MockTransport; records every request."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+        self.scripts: dict[str, Iterator[httpx.Response | Exception]] = {}
+        self.requests: list[httpx.Request] = []
+        transport = httpx.MockTransport(self.handle)
+        monkeypatch.setattr(
+            module,
+            "httpx_client_kwargs",
+            lambda options, asynchronous: {
+                **httpx_client_kwargs(options, asynchronous=asynchronous),
+                "transport": transport,
+            },
+        )
+
+    def script(self, name: str, *answers: httpx.Response | Exception, repeat_last: bool = False) -> None:
+        items = list(answers)
+
+        def gen() -> Iterator[httpx.Response | Exception]:
+            yield from items
+            while repeat_last:
+                yield items[-1]
+
+        self.scripts[f"/rewards/100606/{name}"] = gen()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = next(self.scripts[request.url.path])
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)

@@ -1,0 +1,316 @@
+"""CapillaryFileSensor: arguments, pokes, the same XCom in both modes, deferral, execute_complete."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_capillary.exceptions import (
+    CapillaryConfigError,
+    CapillaryError,
+    CapillaryInvalidInputError,
+    CapillaryRequestRejectedError,
+    CapillarySecureUrlExpiredError,
+    CapillaryServiceUnavailableError,
+    CapillaryVerificationError,
+)
+from airflow_capillary.sensors import file_service
+from airflow_capillary.sensors.file_service import AirflowSensorTimeout, CapillaryFileSensor
+from airflow_capillary.triggers.file_service import CapillaryFileTrigger
+from tests.sensors.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
+from tests.sensors.storage import Storage
+
+try:  # Airflow >= 3.2
+    from airflow.sdk.exceptions import TaskDeferred  # type: ignore[attr-defined,unused-ignore]
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import TaskDeferred  # type: ignore[attr-defined,no-redef,unused-ignore]
+
+SIZE = len(PNG)
+OK_206 = {"Content-Range": f"bytes 0-0/{SIZE}", "Content-Type": "image/png"}
+EXPIRED_XML = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+CONN = {
+    "conn_type": "capillary",
+    "host": "https://eucrm.cc.capillarytech.com",
+    "login": "till.user",
+    "password": "till-password",
+    "extra": {"timeout": [4, 20], "retry_after_max": 60},
+}
+
+
+@pytest.fixture(autouse=True)
+def connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", json.dumps(CONN))
+
+
+@pytest.fixture
+def storage(monkeypatch: pytest.MonkeyPatch) -> Storage:
+    return Storage(monkeypatch, file_service)
+
+
+def sensor(files: Any, **kwargs: Any) -> CapillaryFileSensor:
+    return CapillaryFileSensor(task_id="verify", files=files, poke_interval=0, **kwargs)
+
+
+def test_template_fields_and_defaults():
+    s = CapillaryFileSensor(task_id="verify", files=[])
+    assert s.template_fields == ("files", "capillary_conn_id")
+    assert (s.capillary_conn_id, s.verify, s.poke_interval, s.timeout) == (
+        "capillary_default",
+        "size",
+        30,
+        3600,
+    )
+    assert (s.max_consecutive_failures, s.max_concurrency) == (10, 8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"verify": "md5"}, r"^verify must be one of size, sha256, not 'md5'$"),
+        (
+            {"max_consecutive_failures": 0},
+            r"^max_consecutive_failures must be an integer >= 1 or None, not 0$",
+        ),
+        ({"max_consecutive_failures": True}, r"^max_consecutive_failures must be an integer >= 1 or None"),
+        ({"max_concurrency": 0}, r"^max_concurrency must be an integer >= 1, not 0$"),
+    ],
+    ids=["verify", "failures-zero", "failures-bool", "concurrency"],
+)
+def test_bad_arguments_fail_at_parse_time(kwargs, message):
+    with pytest.raises(CapillaryConfigError, match=message):
+        CapillaryFileSensor(task_id="verify", files=[], **kwargs)
+
+
+def test_client_options_come_from_the_connection_without_credentials():
+    assert sensor([]).client_options == {
+        "verify": True,
+        "timeout": [4.0, 20.0],
+        "proxies": None,
+        "retry_after_max": 60.0,
+    }
+
+
+def test_pokes_recheck_only_pending_files_and_send_no_capillary_credentials(storage):
+    a, b = make_record("a.png"), make_record("b.png")
+    storage.script("a.png", httpx.Response(206, headers=OK_206))
+    storage.script("b.png", httpx.Response(404), httpx.Response(206, headers=OK_206))
+    s = sensor([a, b])
+    s._prepare()
+    first = s.poke({})
+    assert (first.is_done, first.xcom_value) == (False, None)
+    second = s.poke({})
+    assert (second.is_done, second.xcom_value) == (True, [a, b])
+    assert sorted(r.url.path for r in storage.requests) == [
+        "/rewards/100606/a.png",
+        "/rewards/100606/b.png",
+        "/rewards/100606/b.png",
+    ]
+    for request in storage.requests:
+        assert request.method == "GET"
+        assert str(request.url) in (a["secure_file_path"], b["secure_file_path"])
+        assert request.headers["Range"] == "bytes=0-0"
+        assert "Authorization" not in request.headers
+
+
+def test_execute_single_record_returns_one_record(storage):
+    record = make_record()
+    storage.script("hero.png", httpx.Response(503), httpx.Response(206, headers=OK_206))
+    assert sensor(record).execute({}) == record
+
+
+def test_execute_mapped_output_returns_flat_list_in_sha256_mode(storage):
+    a, b, c = make_record("a.png"), make_record("b.png"), make_record("c.png")
+    for name in ("a.png", "b.png", "c.png"):
+        storage.script(name, httpx.Response(200, headers={"Content-Type": "image/png"}, content=PNG))
+    assert sensor([[a, b], [c]], verify="sha256").execute({}) == [a, b, c]
+    assert all("Range" not in r.headers for r in storage.requests)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "message"),
+    [
+        (
+            httpx.Response(403, content=EXPIRED_XML),
+            CapillarySecureUrlExpiredError,
+            r"^'hero.png' \(namespace rewards\): the storage refused its secure URL \(HTTP 403 "
+            r"AccessDenied: Request has expired\); the secure URL lives one hour: re-run the upload task "
+            r"to get a fresh one$",
+        ),
+        (
+            httpx.Response(206, headers={**OK_206, "Content-Range": "bytes 0-0/0"}),
+            CapillaryVerificationError,
+            rf"^'hero.png' \(namespace rewards\) is served with 0 bytes, but its upload record says {SIZE} "
+            r"bytes \(Capillary stored a placeholder or a truncated file\); upload it again",
+        ),
+        (
+            httpx.Response(405),
+            CapillaryRequestRejectedError,
+            r"^'hero.png' \(namespace rewards\): the storage answered HTTP 405 instead of the file$",
+        ),
+    ],
+    ids=["expired", "placeholder", "rejected"],
+)
+def test_execute_fails_at_once(storage, answer, error, message):
+    storage.script("hero.png", answer)
+    with pytest.raises(error, match=message) as info:
+        sensor(make_record()).execute({})
+    assert (info.value.conn_id, info.value.file_name, info.value.namespace) == (
+        "capillary_default",
+        "hero.png",
+        "rewards",
+    )
+    assert len(storage.requests) == 1
+
+
+def test_execute_gives_up_after_consecutive_failures(storage):
+    storage.script("hero.png", httpx.ConnectError("refused"), repeat_last=True)
+    with pytest.raises(CapillaryServiceUnavailableError, match=r"giving up after 2 consecutive failures"):
+        sensor(make_record(), max_consecutive_failures=2).execute({})
+    assert len(storage.requests) == 2
+
+
+def test_record_without_secure_url_fails_before_any_request(storage):
+    with pytest.raises(CapillaryInvalidInputError, match=r"include_secure_url=True"):
+        sensor([make_record(url=None)]).execute({})
+    assert storage.requests == []
+
+
+def test_retry_after_lengthens_the_next_poke_within_the_timeout(storage):
+    storage.script("hero.png", httpx.Response(503, headers={"Retry-After": "45"}), repeat_last=True)
+    s = CapillaryFileSensor(task_id="verify", files=make_record(), poke_interval=5, timeout=100)
+    s._prepare()
+    s.poke({})
+    assert s._get_next_poke_interval(0.0, lambda: 10.0, 1) == 45.0
+    assert s._get_next_poke_interval(0.0, lambda: 80.0, 1) == 20.0
+    storage.script("hero.png", httpx.Response(404), repeat_last=True)
+    s.poke({})
+    assert s._get_next_poke_interval(0.0, lambda: 10.0, 1) == 5
+
+
+def test_session_credentials_of_secure_urls_are_masked(storage, mocker):
+    register = mocker.patch.object(file_service, "register_secret")
+    sensor([make_record("a.png"), make_record("b.png")])._prepare()
+    assert register.call_args_list == [
+        mocker.call(SECURITY_TOKEN),
+        mocker.call("ASIAEXAMPLE/20240102/eu-west-1/s3/aws4_request"),
+    ]
+
+
+def test_deferrable_returns_without_deferring_when_the_first_poke_succeeds(storage):
+    record = make_record()
+    storage.script("hero.png", httpx.Response(206, headers=OK_206))
+    assert sensor(record, deferrable=True).execute({}) == record
+
+
+def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocker):
+    mocker.patch.object(file_service.time, "time", return_value=1_000.0)
+    a, b = make_record("a.png"), make_record("b.png")
+    storage.script("a.png", httpx.Response(206, headers=OK_206))
+    storage.script("b.png", httpx.Response(404))
+    s = CapillaryFileSensor(
+        task_id="verify", files=[a, b], deferrable=True, poke_interval=9, timeout=600, verify="size"
+    )
+    with pytest.raises(TaskDeferred) as info:
+        s.execute({})
+    assert len(storage.requests) == 2
+    assert info.value.method_name == "execute_complete"
+    assert info.value.kwargs == {"single": False}
+    trigger = info.value.trigger
+    assert isinstance(trigger, CapillaryFileTrigger)
+    assert trigger.serialize()[1] == {
+        "records": [a, b],
+        "deadline": 1_600.0,
+        "verify": "size",
+        "conn_id": "capillary_default",
+        "poll_interval": 9.0,
+        "max_consecutive_failures": 10,
+        "verified": [0],
+        "client_options": {"verify": True, "timeout": [4.0, 20.0], "proxies": None, "retry_after_max": 60.0},
+        "max_concurrency": 8,
+    }
+
+
+def test_execute_complete_success_keeps_the_input_shape():
+    a, b = make_record("a.png"), make_record("b.png")
+    s = sensor([a, b])
+    assert s.execute_complete({}, {"status": "success", "records": [a]}, single=True) == a
+    assert s.execute_complete({}, {"status": "success", "records": [a, b]}, single=False) == [a, b]
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("expired", CapillarySecureUrlExpiredError),
+        ("verification", CapillaryVerificationError),
+        ("unavailable", CapillaryServiceUnavailableError),
+        ("rejected", CapillaryRequestRejectedError),
+        ("invalid", CapillaryInvalidInputError),
+        ("config", CapillaryConfigError),
+        ("internal", CapillaryError),
+    ],
+)
+def test_execute_complete_raises_the_error_of_each_kind(kind, error):
+    event = {
+        "status": "error",
+        "kind": kind,
+        "message": "what went wrong",
+        "file_name": "a.png",
+        "namespace": "rewards",
+        "status_code": 403,
+    }
+    with pytest.raises(error, match=r"^what went wrong$") as info:
+        sensor([]).execute_complete({}, event)
+    assert type(info.value) is error
+    assert (info.value.file_name, info.value.status_code, info.value.conn_id) == (
+        "a.png",
+        403,
+        "capillary_default",
+    )
+
+
+def test_execute_complete_timeout():
+    with pytest.raises(AirflowSensorTimeout, match=r"^Sensor has timed out: 1 file\(s\) not verified"):
+        sensor([]).execute_complete(
+            {}, {"status": "timeout", "message": "1 file(s) not verified", "pending": ["a"]}
+        )
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (None, r"^unexpected event from CapillaryFileTrigger: None$"),
+        ("success", r"^unexpected event from CapillaryFileTrigger: 'success'$"),
+        ({"status": "done"}, r"^unexpected event from CapillaryFileTrigger: \{'status': 'done'\}$"),
+        (
+            {"status": "error", "kind": "nope", "message": "x"},
+            r"^unexpected error event from CapillaryFileTrigger",
+        ),
+        ({"status": "error", "kind": "expired"}, r"^unexpected error event from CapillaryFileTrigger"),
+        ({"status": "success", "records": "x"}, r"^unexpected success event from CapillaryFileTrigger"),
+        ({"status": "success", "records": [1]}, r"^unexpected success event from CapillaryFileTrigger"),
+    ],
+    ids=[
+        "none",
+        "string",
+        "unknown-status",
+        "unknown-kind",
+        "no-message",
+        "records-not-list",
+        "records-not-dicts",
+    ],
+)
+def test_execute_complete_rejects_unknown_events(event, message):
+    with pytest.raises(CapillaryError, match=message) as info:
+        sensor([]).execute_complete({}, event)
+    assert type(info.value) is CapillaryError
+
+
+def test_unknown_event_message_never_shows_a_signature():
+    event = {"status": "bogus", "records": [make_record()]}
+    with pytest.raises(CapillaryError) as info:
+        sensor([]).execute_complete({}, event)
+    assert SIGNATURE not in str(info.value)
+    assert SECURITY_TOKEN not in str(info.value)
