@@ -70,6 +70,7 @@ def build_server(
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # connections queue up from now on, even before uvicorn's loop runs
     bound_port = sock.getsockname()[1]
     ca_path = cert = key = None
     if tls:

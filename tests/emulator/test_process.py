@@ -1,0 +1,183 @@
+"""The CLI and the subprocess runner: first lines, kill -9 and restart, SIGTERM, TLS."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from airflow_capillary.emulator.process import EmulatorProcess
+from airflow_capillary.emulator.server import CapillaryEmulator
+from tests.emulator.conftest import basic_header, png_bytes
+
+pytestmark = pytest.mark.integration
+
+
+def _upload(base_url: str, name: str, data, **kwargs) -> requests.Response:
+    url = f"{base_url}/api_gateway/file-service/rewards/{name}"
+    return requests.post(url, data=data, headers=basic_header(), timeout=10, **kwargs)
+
+
+def test_cli_prints_base_url_then_credentials_and_stops_on_sigterm(tmp_path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_capillary.emulator",
+            "--data-dir",
+            str(tmp_path),
+            "--latency-ms",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first, second = process.stdout.readline().strip(), process.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", first)
+        assert second == "credentials: basic demo / demo-password; oauth demo-key / demo-secret"
+        assert requests.get(f"{first}/_emulator/health", timeout=10).json() == {"ok": True}
+        assert requests.get(f"{first}/_emulator/settings", timeout=10).json()["latency"] == 0.001
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr
+    assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "nopassword"], "expected NAME:SECRET, got 'nopassword'"),
+        (["--rate-limit", "fast"], "expected a rate such as 10/s, got 'fast'"),
+        (["--fault-kinds", "503,meteor"], "unknown fault kind(s) ['meteor']"),
+    ],
+    ids=["user", "rate", "fault-kinds"],
+)
+def test_cli_rejects_bad_arguments(args: list[str], message: str) -> None:
+    from airflow_capillary.emulator.__main__ import build_parser
+
+    with pytest.raises(SystemExit) as excinfo:
+        build_parser().parse_args(args)
+    assert excinfo.value.code == 2
+
+
+def test_cli_rejects_unknown_timezone(capsys) -> None:
+    from airflow_capillary.emulator.__main__ import main
+
+    assert main(["--timezone", "Mars/Olympus"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_kill_9_mid_upload_then_restart_keeps_what_was_stored(tmp_path) -> None:
+    emulator = EmulatorProcess(tmp_path / "data", users={"till": "pw"}, args=["--rate-limit", "1000/s"])
+    emulator.start()
+    try:
+        header = {"Authorization": basic_header("till", "pw")["Authorization"]}
+        stored = {}
+        for index in range(3):
+            data = png_bytes(100 * index)
+            response = requests.post(
+                f"{emulator.base_url}/api_gateway/file-service/rewards/f{index}.png",
+                data=data,
+                headers=header,
+                timeout=10,
+            )
+            stored[f"f{index}.png"] = (hashlib.sha256(data).hexdigest(), response.json()["secureFilePath"])
+
+        started = threading.Event()
+        outcome: list[BaseException | requests.Response] = []
+
+        def slow_body():
+            yield b"partial" * 1000
+            started.set()
+            time.sleep(30)  # never finishes: the emulator dies first
+            yield b"never"
+
+        def in_flight() -> None:
+            try:
+                outcome.append(
+                    requests.post(
+                        f"{emulator.base_url}/api_gateway/file-service/rewards/cut.png",
+                        data=slow_body(),
+                        headers=header,
+                        timeout=10,
+                    )
+                )
+            except requests.RequestException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=in_flight, daemon=True)
+        thread.start()
+        assert started.wait(10)
+        time.sleep(0.2)
+        old_url = emulator.base_url
+        assert emulator.kill() == -9
+
+        emulator.restart()
+
+        assert emulator.base_url == old_url  # same port: clients retry against the same URL
+        files = emulator.stored_files()
+        assert [(f["name"], f["version"], f["sha256"]) for f in files] == [
+            (name, 1, sha) for name, (sha, _) in stored.items()
+        ]
+        for name, (sha, url) in stored.items():  # URLs signed before the crash still work
+            assert hashlib.sha256(requests.get(url, timeout=10).content).hexdigest() == sha, name
+        assert list((tmp_path / "data" / "tmp").iterdir()) == []
+        again = requests.post(
+            f"{emulator.base_url}/api_gateway/file-service/rewards/f0.png",
+            data=b"x",
+            headers=header,
+            timeout=10,
+        )
+        assert again.json()["file"]["version"] == 2
+    finally:
+        emulator.kill()
+
+
+def test_process_runner_with_tls_and_control_api(tmp_path) -> None:
+    with EmulatorProcess(tmp_path, tls=True) as emulator:
+        assert emulator.base_url.startswith("https://127.0.0.1:")
+        assert emulator.ca_cert_path == str(tmp_path / "tls" / "ca.pem")
+        from airflow_capillary.emulator.faults import Fault
+
+        emulator.push_fault(Fault(status=502, headers={}))
+        assert _upload(emulator.base_url, "a.png", b"1", verify=emulator.ca_cert_path).status_code == 502
+        assert _upload(emulator.base_url, "a.png", b"1", verify=emulator.ca_cert_path).status_code == 200
+        assert [f["name"] for f in emulator.stored_files()] == ["a.png"]
+        assert [e["status"] for e in emulator.requests()] == [502, 200]
+        assert emulator.configure(latency=0.002)["latency"] == 0.002
+        emulator.reset()
+        assert emulator.stored_files() == []
+    assert emulator.process is not None
+    assert emulator.process.returncode == 0
+
+
+def test_tls_is_refused_by_default_and_accepted_with_the_ca(tmp_path) -> None:
+    with CapillaryEmulator(data_dir=tmp_path, tls=True) as emu:
+        assert emu.base_url.startswith("https://127.0.0.1:")
+        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            _upload(emu.base_url, "a.png", b"1")
+
+        response = _upload(emu.base_url, "a.png", b"1", verify=emu.ca_cert_path)
+        assert response.status_code == 200
+        secure = response.json()["secureFilePath"]
+        assert secure.startswith(emu.base_url + "/_s3/")
+        assert requests.get(secure, verify=emu.ca_cert_path, timeout=10).content == b"1"
+        localhost = emu.base_url.replace("127.0.0.1", "localhost")
+        assert _upload(localhost, "b.png", b"2", verify=emu.ca_cert_path).status_code == 200
+        context = ssl.create_default_context(cafile=emu.ca_cert_path)
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert "verify=" in emu.connection_uri()
+        ca_pem = (tmp_path / "tls" / "ca.pem").read_bytes()
+    with CapillaryEmulator(data_dir=tmp_path, tls=True):  # restart: same CA, clients keep trusting it
+        assert (tmp_path / "tls" / "ca.pem").read_bytes() == ca_pem
