@@ -226,7 +226,8 @@ class UploadImageOperator(BaseOperator):
             result = outcome.result
             if result is not None:
                 register_secret(result.secure_file_path)
-                self.log.info(
+                # DEBUG: the hook already logs one INFO line per uploaded file.
+                self.log.debug(
                     "Uploaded %s as %s/%s version %d (%d bytes), handle %s",
                     source,
                     result.namespace,

@@ -145,7 +145,7 @@ def test_skipped_non_images_are_one_log_line(
     assert skipped == [f"Skipped 1 non-image file(s): {images / 'readme.txt'}"]
 
 
-def test_one_info_line_per_file_and_a_summary_with_no_secure_url(
+def test_one_debug_line_per_file_and_a_summary_with_no_secure_url(
     images: Path, fake_hook: FakeHook, oplog: pytest.LogCaptureFixture
 ) -> None:
     op = UploadImageOperator(task_id="up", source=str(images), max_workers=1)
@@ -162,7 +162,8 @@ def test_one_info_line_per_file_and_a_summary_with_no_secure_url(
     assert lines[-1].startswith("Uploaded 3 of 3 files (137 B) in ")
     assert lines[-1].endswith("; 0 failed")
     assert len(lines) == 6
-    assert {r.levelno for r in oplog.records} == {logging.INFO}
+    levels = [(r.levelno, r.getMessage().startswith("Uploaded /")) for r in oplog.records]
+    assert levels == [(logging.INFO, False)] * 2 + [(logging.DEBUG, True)] * 3 + [(logging.INFO, False)]
     assert not any("SESSIONTOKEN" in m or "X-Amz-Signature" in m for m in lines)
 
 
