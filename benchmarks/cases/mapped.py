@@ -1,0 +1,173 @@
+"""Case 6: one batch task against one mapped task instance per image, through ``airflow dags test``.
+
+A throw-away ``AIRFLOW_HOME`` with SQLite, migrated once; the DAG files are copied from
+``benchmarks/dags`` into its DAGs folder. Every run is the wall time of the whole ``airflow dags test``
+command, so the fixed cost of the command is measured too, with the EmptyOperator DAG of case 5.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    CaseResult,
+    Table,
+    child_env,
+    emulator,
+    run_child,
+    summarize,
+    upload_statuses,
+    write_images,
+)
+
+NUMBER = 6
+TITLE = "Batch task against mapped tasks in real Airflow (`airflow dags test`)"
+DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {"images": 100, "latency": 0.05, "workers": 8, "repeats": 2, "run_airflow": True},
+    "quick": {"images": 100, "latency": 0.05, "workers": 8, "repeats": 1, "run_airflow": True},
+    # make test: the DAG files and their mapping are checked, the CLI runs are left to make bench
+    # (a migrated database and two `airflow dags test` cost over a minute of CPU here).
+    "tiny": {"images": 3, "latency": 0.0, "workers": 2, "repeats": 1, "run_airflow": False, "inline": True},
+}
+#: (label, dag_id, file) of the DAGs run, in order.
+DAGS = (
+    ("one batch task (`UploadImageOperator`, source = the folder)", "bench_upload_batch", "upload_batch.py"),
+    (
+        "mapped: one task instance per image (`.partial().expand(source=[...])`)",
+        "bench_upload_mapped",
+        "upload_mapped.py",
+    ),
+    ("fixed cost: 3 `EmptyOperator`s, no upload", "bench_parse_empty", "parse_empty.py"),
+)
+DAGS_TEST_TIMEOUT = 900.0
+
+
+def _airflow() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+def run(size: dict[str, Any], workdir: Path) -> CaseResult:
+    """Run the case.
+
+    :param size: ``images``, ``latency``, ``workers``, ``repeats``, ``run_airflow``.
+    :param workdir: scratch directory.
+    :return: the result.
+    :raises RuntimeError: when a command or a DAG run fails, or an upload is missing.
+    """
+    started = time.perf_counter()
+    count, repeats, workers = int(size["images"]), int(size["repeats"]), int(size["workers"])
+    folder = workdir / "images"
+    write_images(folder, count, 50_000)
+    home, dags = workdir / "airflow-home", workdir / "dags"
+    dags.mkdir(parents=True)
+    for _, _, file_name in DAGS:
+        shutil.copy(DAGS_DIR / file_name, dags / file_name)
+    env_extra = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "CAPILLARY_BENCH_IMAGES": str(folder),
+        "CAPILLARY_BENCH_WORKERS": str(workers),
+    }
+    # The DAG files must parse into what the case claims: one task, or one mapped over every image.
+    shapes: dict[str, dict[str, Any]] = {}
+    for _, dag_id, file_name in DAGS:
+        result = run_child(
+            "parse_dag", {"path": str(dags / file_name)}, env=env_extra, inline=bool(size.get("inline"))
+        )
+        if result["errors"] or result["dags"] != 1:
+            raise RuntimeError(f"{file_name} does not parse: {result['errors']}")
+        shapes[dag_id] = result
+    walls: dict[str, list[float]] = {dag_id: [] for _, dag_id, _ in DAGS}
+    migrate_seconds = None
+    if size["run_airflow"]:
+        with emulator(workdir / "emulator", tls=True, latency=float(size["latency"])) as emu:
+            env = child_env({**env_extra, "AIRFLOW_CONN_CAPILLARY_DEFAULT": emu.connection_json("basic")})
+            t0 = time.perf_counter()
+            _check_call([_airflow(), "db", "migrate"], env, workdir / "migrate.log")
+            migrate_seconds = time.perf_counter() - t0
+            for round_index in range(repeats):
+                for _, dag_id, file_name in DAGS:
+                    emu.reset()
+                    log = workdir / f"{dag_id}-{round_index}.log"
+                    t0 = time.perf_counter()
+                    _check_call([_airflow(), "dags", "test", dag_id, "-f", str(dags / file_name)], env, log)
+                    walls[dag_id].append(time.perf_counter() - t0)
+                    text = log.read_text(errors="replace")
+                    if "state=success" not in text:
+                        raise RuntimeError(
+                            f"{dag_id}: the DAG run did not succeed, see the end of {log}:\n{text[-3000:]}"
+                        )
+                    expected = {} if dag_id == "bench_parse_empty" else {"200": count}
+                    statuses = upload_statuses(emu)
+                    if statuses != expected:
+                        raise RuntimeError(f"{dag_id}: expected uploads {expected}, got {statuses}")
+
+    table = Table(["DAG", "Task instances", "Wall s (median)", "Spread", "Minus fixed cost", "s per image"])
+    fixed = summarize(walls["bench_parse_empty"]).median if walls["bench_parse_empty"] else None
+    for label, dag_id, _ in DAGS:
+        instances = count if dag_id == "bench_upload_mapped" else shapes[dag_id]["tasks"]
+        if not walls[dag_id]:
+            table.add(label, instances, "not run", "", "", "")
+            continue
+        stats = summarize(walls[dag_id])
+        net = stats.median - fixed if fixed is not None else None
+        per_image = f"{net / count:.3f}" if net is not None and dag_id != "bench_parse_empty" else ""
+        table.add(
+            label,
+            instances,
+            f"{stats.median:.1f}",
+            stats.spread("{:.1f}"),
+            "" if dag_id == "bench_parse_empty" or net is None else f"{net:.1f}",
+            per_image,
+        )
+    notes = []
+    if migrate_seconds is not None:
+        notes.append(
+            f"`airflow db migrate` of the throw-away SQLite database took {migrate_seconds:.1f} s (once)."
+        )
+    batch, mapped = walls["bench_upload_batch"], walls["bench_upload_mapped"]
+    if batch and mapped and fixed is not None:
+        b, m = summarize(batch).median - fixed, summarize(mapped).median - fixed
+        notes.append(
+            f"Above the fixed cost of the command, {count} mapped task instances took {m:.1f} s "
+            f"({m / count:.2f} s per image: each instance is a task run with its own hook, session, TLS "
+            f"handshake and XCom) against {b:.1f} s for the batch ({workers} workers over one session): "
+            f"{m / b:.0f}x."
+            if b > 0
+            else "The batch task ran within the fixed cost of the command."
+        )
+    latency_ms = float(size["latency"]) * 1000
+    return CaseResult(
+        number=NUMBER,
+        title=TITLE,
+        method=(
+            f"{count} PNG images of about 50 KB, the emulator over HTTPS with {latency_ms:g} ms "
+            "latency. `airflow dags test <dag_id> -f <file>` in a throw-away `AIRFLOW_HOME` (SQLite, "
+            f"migrated once), wall time of the whole command; the batch task uses max_workers={workers}, the "
+            "mapped task max_workers=1 per instance (`dags test` runs the instances one after another, "
+            "in one process, as a single-slot worker would). The emulator's log must show every upload "
+            f"answered 200 and the log `state=success`. Rounds: {repeats}, interleaved."
+        ),
+        params=dict(size),
+        tables=[table],
+        notes=notes,
+        data={"walls": walls, "migrate_seconds": migrate_seconds, "shapes": shapes},
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _check_call(command: list[str], env: dict[str, str], log: Path) -> None:
+    with log.open("w") as out:
+        completed = subprocess.run(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=DAGS_TEST_TIMEOUT, check=False
+        )
+    if completed.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(command[1:3])} failed (exit {completed.returncode}):\n{tail}")

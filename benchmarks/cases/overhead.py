@@ -1,0 +1,115 @@
+"""Case 2: client CPU per upload of the hook against a bare ``requests.Session`` loop, no latency.
+
+Both clients upload the same small images, one after another over one keep-alive connection, to
+the same emulator (plain HTTP on loopback, so that TLS costs, identical for both, do not dilute
+the difference). The CPU time is the client process's own (``time.process_time``); the emulator
+is another process.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    BASIC_USER,
+    CaseResult,
+    Table,
+    Verdict,
+    emulator,
+    run_child,
+    summarize,
+    upload_statuses,
+    write_images,
+)
+
+NUMBER = 2
+TITLE = "Client overhead: CPU per upload, hook against a bare requests.Session loop"
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {"uploads": 300, "warmup": 20, "image_bytes": 50_000, "repeats": 5},
+    "quick": {"uploads": 150, "warmup": 10, "image_bytes": 50_000, "repeats": 3},
+    "tiny": {"uploads": 4, "warmup": 1, "image_bytes": 5_000, "repeats": 1, "inline": True},
+}
+TARGET_RATIO = 1.25
+VARIANTS = (
+    ("bare `requests.Session` post loop", "session_loop"),
+    ("`CapillaryFileHook.upload_file` loop", "hook_serial"),
+)
+
+
+def run(size: dict[str, Any], workdir: Path) -> CaseResult:
+    """Run the case.
+
+    :param size: ``uploads``, ``warmup``, ``image_bytes``, ``repeats``.
+    :param workdir: scratch directory.
+    :return: the result.
+    :raises RuntimeError: when an upload is missing or refused on the emulator's side.
+    """
+    started = time.perf_counter()
+    count, warmup, repeats = int(size["uploads"]), int(size["warmup"]), int(size["repeats"])
+    paths = [str(p) for p in write_images(workdir / "images", count + warmup, int(size["image_bytes"]))]
+    cpu: dict[str, list[float]] = {label: [] for label, _ in VARIANTS}
+    wall: dict[str, list[float]] = {label: [] for label, _ in VARIANTS}
+    with emulator(workdir / "emulator") as emu:
+        env = {"AIRFLOW_CONN_CAPILLARY_DEFAULT": emu.connection_json("basic")}
+        for _ in range(repeats):
+            for label, method in VARIANTS:
+                emu.reset()
+                params = {
+                    "method": method,
+                    "base_url": emu.base_url,
+                    "basic": list(BASIC_USER),
+                    "warmup": paths[:warmup],
+                    "paths": paths[warmup:],
+                }
+                result = run_child("throughput", params, env=env, inline=bool(size.get("inline")))
+                statuses = upload_statuses(emu)
+                if statuses != {"200": count + warmup}:
+                    raise RuntimeError(
+                        f"{label}: expected {count + warmup} uploads answered 200, got {statuses}"
+                    )
+                cpu[label].append(result["cpu"] / count)
+                wall[label].append(result["elapsed"] / count)
+
+    base_label, hook_label = VARIANTS[0][0], VARIANTS[1][0]
+    base = summarize(cpu[base_label]).median
+    table = Table(
+        ["Client", "CPU ms/upload (median)", "Spread (min-max)", "Wall ms/upload (median)", "x bare loop"]
+    )
+    for label, _ in VARIANTS:
+        stats = summarize(cpu[label])
+        table.add(
+            label,
+            f"{1000 * stats.median:.3f}",
+            stats.spread("{:.3f}", scale=1000),
+            f"{1000 * summarize(wall[label]).median:.3f}",
+            f"{stats.median / base:.2f}x",
+        )
+    ratio = summarize(cpu[hook_label]).median / base
+    paired = [h / b for h, b in zip(cpu[hook_label], cpu[base_label], strict=True)]
+    verdict = Verdict(
+        f"hook CPU per upload ≤ {TARGET_RATIO:g}x the bare loop",
+        ratio <= TARGET_RATIO,
+        f"{ratio:.2f}x ({1000 * summarize(cpu[hook_label]).median:.2f} against {1000 * base:.2f} ms; "
+        f"per-round ratios {summarize(paired).spread('{:.2f}')})",
+    )
+    return CaseResult(
+        number=NUMBER,
+        title=TITLE,
+        method=(
+            f"{count} uploads of distinct ~{size['image_bytes'] // 1000} KB PNG files per run, after "
+            f"{warmup} warm-up uploads (connection opened, lazy imports done), one after another over one "
+            "keep-alive connection, plain HTTP on loopback, no injected latency. Each run is a fresh "
+            "client process; CPU is `time.process_time()` of that process around the measured uploads "
+            "(the emulator is another process). Both loops read the file from disk and check the "
+            "answer (HTTP status, `status` field); the hook also validates the name and content, "
+            "hashes the body (sha256), parses the record and registers the secure URL with the "
+            f"secrets masker. Interleaved rounds: {repeats}."
+        ),
+        params=dict(size),
+        tables=[table],
+        verdicts=[verdict],
+        data={"cpu_per_upload": cpu, "wall_per_upload": wall, "ratio": ratio, "paired_ratios": paired},
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,180 @@
+"""Case 1 (headline): batch throughput of small images over HTTPS with injected latency.
+
+Compared in the same run, round by round: (a) ``requests.post(files=...)`` per file with a new
+connection each time, what a DAG author writes today in a PythonOperator; (b) the http
+provider's ``HttpHook.run`` per file; (c) ``UploadImageOperator.execute`` at several
+``max_workers``. The latency-bound limit of ``w`` workers is ``w / latency`` files per second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    BASIC_USER,
+    CaseResult,
+    Table,
+    Verdict,
+    emulator,
+    fmt_num,
+    run_child,
+    summarize,
+    upload_statuses,
+    write_images,
+)
+
+NUMBER = 1
+TITLE = "Batch throughput: small images over HTTPS with 50 ms latency (headline)"
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {"files": 500, "image_bytes": 50_000, "latency": 0.05, "workers": [1, 4, 8, 16], "repeats": 3},
+    "quick": {"files": 100, "image_bytes": 50_000, "latency": 0.05, "workers": [1, 4, 8, 16], "repeats": 1},
+    "tiny": {"files": 4, "image_bytes": 5_000, "latency": 0.0, "workers": [2], "repeats": 1, "inline": True},
+}
+#: Targets of the issue for (c) at this many workers.
+TARGET_WORKERS = 8
+TARGET_LIMIT_SHARE = 0.85
+TARGET_SPEEDUP = 6.0
+
+
+def http_connection_json(base_url: str, ca_cert_path: str | None) -> str:
+    """Return an ``http`` connection for ``HttpHook`` pointing at the emulator (Capillary's MD5 Basic auth).
+
+    :param base_url: the emulator's base URL.
+    :param ca_cert_path: its CA file, or ``None`` for plain HTTP.
+    :return: the ``AIRFLOW_CONN_*`` JSON value.
+    """
+    user, password = BASIC_USER
+    extra = {"verify": ca_cert_path} if ca_cert_path else {}
+    return json.dumps(
+        {
+            "conn_type": "http",
+            "host": base_url,
+            "login": user,
+            "password": hashlib.md5(password.encode()).hexdigest(),
+            "extra": extra,
+        }
+    )
+
+
+def run(size: dict[str, Any], workdir: Path) -> CaseResult:
+    """Run the case.
+
+    :param size: ``files``, ``image_bytes``, ``latency``, ``workers``, ``repeats``.
+    :param workdir: scratch directory.
+    :return: the result.
+    :raises RuntimeError: when an upload is missing or refused on the emulator's side.
+    """
+    started = time.perf_counter()
+    count, latency, repeats = int(size["files"]), float(size["latency"]), int(size["repeats"])
+    folder = workdir / "images"
+    paths = [str(p) for p in write_images(folder, count, int(size["image_bytes"]))]
+    variants: list[tuple[str, str, str, int]] = [
+        ("a", "`requests.post(files=...)` per file, new connection each", "requests_post", 1),
+        ("b", "`HttpHook.run` per file (http provider)", "http_hook", 1),
+    ] + [("c", f"`UploadImageOperator`, max_workers={w}", "operator", w) for w in size["workers"]]
+    rates: dict[str, list[float]] = {label: [] for _, label, _, _ in variants}
+    cpu: dict[str, list[float]] = {label: [] for _, label, _, _ in variants}
+    with emulator(workdir / "emulator", tls=True, latency=latency) as emu:
+        env = {
+            "AIRFLOW_CONN_CAPILLARY_DEFAULT": emu.connection_json("basic"),
+            "AIRFLOW_CONN_CAPILLARY_HTTP": http_connection_json(emu.base_url, emu.ca_cert_path),
+        }
+        common = {"base_url": emu.base_url, "basic": list(BASIC_USER), "verify": emu.ca_cert_path}
+        for _ in range(repeats):
+            for _key, label, method, workers in variants:
+                emu.reset()
+                params = {
+                    **common,
+                    "method": method,
+                    "workers": workers,
+                    "paths": paths,
+                    "source": str(folder),
+                }
+                result = run_child("throughput", params, env=env, inline=bool(size.get("inline")))
+                statuses = upload_statuses(emu)
+                if statuses != {"200": count} or result["count"] != count:
+                    raise RuntimeError(f"{label}: expected {count} uploads answered 200, got {statuses}")
+                rates[label].append(count / result["elapsed"])
+                cpu[label].append(result["cpu"] / count)
+
+    baseline = summarize(rates[variants[0][1]]).median
+    table = Table(
+        [
+            "",
+            "Client",
+            "Workers",
+            "Files/s (median)",
+            "Spread (min-max)",
+            "Latency-bound limit",
+            "% of limit",
+            "x (a)",
+            "Client CPU ms/file",
+        ]
+    )
+    data: dict[str, Any] = {"rates": rates, "cpu_per_file": cpu, "limits": {}, "uploader": "operator"}
+    for key, label, _, workers in variants:
+        stats = summarize(rates[label])
+        limit = workers / latency if latency > 0 else None
+        data["limits"][label] = limit
+        table.add(
+            f"({key})",
+            label,
+            workers,
+            fmt_num(stats.median),
+            stats.spread(),
+            fmt_num(limit) if limit else "n/a",
+            f"{100 * stats.median / limit:.0f}%" if limit else "n/a",
+            f"{stats.median / baseline:.2f}x",
+            f"{1000 * summarize(cpu[label]).median:.2f}",
+        )
+
+    verdicts = _verdicts(rates, variants, latency, baseline)
+    return CaseResult(
+        number=NUMBER,
+        title=TITLE,
+        method=(
+            f"{count} distinct PNG images of about {size['image_bytes'] // 1000} KB each, uploaded to the "
+            f"emulator over HTTPS (its self-signed CA) with {latency * 1000:g} ms added to every request. "
+            "Each variant runs in a fresh client process (the emulator is another process); the timed "
+            "section is the whole batch, set-up excluded. Variants run interleaved, round by round, "
+            f"{repeats} round(s); the emulator is reset before each run and its request log must show "
+            "every upload answered 200. The operator runs `execute()` with a minimal context, its "
+            "`source` the folder of images (so its validation pass is included)."
+        ),
+        params=dict(size),
+        tables=[table],
+        verdicts=verdicts,
+        data=data,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _verdicts(
+    rates: dict[str, list[float]], variants: list[tuple[str, str, str, int]], latency: float, baseline: float
+) -> list[Verdict]:
+    target_label = next((label for k, label, _, w in variants if k == "c" and w == TARGET_WORKERS), None)
+    limit_target = f"(c) at {TARGET_WORKERS} workers ≥ {TARGET_LIMIT_SHARE:.0%} of the latency-bound limit"
+    speed_target = f"(c) at {TARGET_WORKERS} workers ≥ {TARGET_SPEEDUP:g}x (a)"
+    if target_label is None or latency <= 0:
+        why = "not run at this size (no 8-worker run or no injected latency)"
+        return [Verdict(limit_target, None, why), Verdict(speed_target, None, why)]
+    stats = summarize(rates[target_label])
+    limit = TARGET_WORKERS / latency
+    share = stats.median / limit
+    speedup = stats.median / baseline
+    return [
+        Verdict(
+            limit_target,
+            share >= TARGET_LIMIT_SHARE,
+            f"{fmt_num(stats.median)} files/s = {share:.0%} of {fmt_num(limit)} (runs: {stats.spread()})",
+        ),
+        Verdict(
+            speed_target,
+            speedup >= TARGET_SPEEDUP,
+            f"{speedup:.1f}x: {fmt_num(stats.median)} against {fmt_num(baseline)} files/s",
+        ),
+    ]

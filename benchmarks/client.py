@@ -1,0 +1,311 @@
+"""Child process of the benchmarks: one measurement per process, its result as JSON on stdout.
+
+``python -m benchmarks.client KIND 'JSON PARAMS'`` (run by :func:`benchmarks.harness.run_child`).
+Only the measured section is timed: interpreter start, imports and set-up are outside it unless
+the measurement is about them (``import_cost``, ``parse_dag``). Every request goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+#: Per-request timeout of the baselines (seconds): every loop is bounded.
+REQUEST_TIMEOUT = 60.0
+#: Namespace used by every case.
+NAMESPACE = "rewards"
+#: Connection ids the parent points at the emulator.
+CAPILLARY_CONN_ID = "capillary_default"
+HTTP_CONN_ID = "capillary_http"
+
+
+def _basic_header(user: str, password: str) -> str:
+    import base64
+
+    digest = hashlib.md5(password.encode()).hexdigest()  # what Capillary's Basic auth expects
+    return "Basic " + base64.b64encode(f"{user}:{digest}".encode()).decode()
+
+
+def _upload_url(base_url: str, name: str) -> str:
+    return f"{base_url}/api_gateway/file-service/{NAMESPACE}/{quote(name)}"
+
+
+def _check(response: Any, name: str) -> None:
+    """Fail like a careful DAG author would: HTTP status and Capillary's ``status`` field."""
+    response.raise_for_status()
+    body = response.json()
+    if str(body.get("status")).lower() != "true":
+        raise RuntimeError(f"upload of {name} refused: {body.get('message')!r}")
+
+
+def _max_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+# --------------------------------------------------------------------------------------------
+# Uploaders: each returns a callable that uploads every path (the timed part) and its count.
+# --------------------------------------------------------------------------------------------
+
+
+def _requests_post(params: dict[str, Any]) -> Callable[[list[str]], int]:
+    """``requests.post(files=...)`` per file: a new connection (and TLS handshake) each time."""
+    import requests
+
+    auth = _basic_header(*params["basic"])
+    verify = params.get("verify", True)
+
+    def run(paths: list[str]) -> int:
+        for path in paths:
+            name = os.path.basename(path)
+            with open(path, "rb") as handle:
+                response = requests.post(
+                    _upload_url(params["base_url"], name),
+                    files={"file": (name, handle, "image/png")},
+                    headers={"Authorization": auth},
+                    verify=verify,
+                    timeout=REQUEST_TIMEOUT,
+                )
+            _check(response, name)
+        return len(paths)
+
+    return run
+
+
+def _session_loop(params: dict[str, Any]) -> Callable[[list[str]], int]:
+    """A bare ``requests.Session`` post loop: one pooled keep-alive connection."""
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = _basic_header(*params["basic"])
+    session.verify = params.get("verify", True)
+
+    def run(paths: list[str]) -> int:
+        for path in paths:
+            name = os.path.basename(path)
+            with open(path, "rb") as handle:
+                response = session.post(
+                    _upload_url(params["base_url"], name),
+                    files={"file": (name, handle, "image/png")},
+                    timeout=REQUEST_TIMEOUT,
+                )
+            _check(response, name)
+        return len(paths)
+
+    return run
+
+
+def _http_hook(params: dict[str, Any]) -> Callable[[list[str]], int]:
+    """The http provider's ``HttpHook.run`` per file (it builds a new session on every call)."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    hook = HttpHook(method="POST", http_conn_id=HTTP_CONN_ID)
+
+    def run(paths: list[str]) -> int:
+        for path in paths:
+            name = os.path.basename(path)
+            with open(path, "rb") as handle:
+                response = hook.run(
+                    f"api_gateway/file-service/{NAMESPACE}/{quote(name)}",
+                    files={"file": (name, handle, "image/png")},
+                    extra_options={"timeout": REQUEST_TIMEOUT},
+                )
+            _check(response, name)
+        return len(paths)
+
+    return run
+
+
+def _hook_serial(params: dict[str, Any]) -> Callable[[list[str]], int]:
+    """``CapillaryFileHook.upload_file`` in a loop."""
+    from airflow_capillary.hooks.file_service import CapillaryFileHook
+
+    hook = CapillaryFileHook(CAPILLARY_CONN_ID)
+
+    def run(paths: list[str]) -> int:
+        for path in paths:
+            hook.upload_file(path)
+        return len(paths)
+
+    return run
+
+
+def _hook_pool(params: dict[str, Any]) -> Callable[[list[str]], int]:
+    """One hook shared by a thread pool (the operator's design, without the operator)."""
+    from airflow_capillary.hooks.file_service import CapillaryFileHook
+
+    workers = int(params["workers"])
+    hook = CapillaryFileHook(CAPILLARY_CONN_ID, max_connections=max(workers, 1))
+
+    def run(paths: list[str]) -> int:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return sum(1 for _ in pool.map(hook.upload_file, paths))
+
+    return run
+
+
+class _TaskInstance:
+    """The part of a task instance the operator uses: XCom pushes, kept in memory."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+        self.task_id = "bench_upload"
+        self.dag_id = "capillary_bench"
+        self.run_id = "bench"
+        self.map_index = -1
+        self.try_number = 1
+
+    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
+        self.xcom[key] = value
+
+
+def _operator(params: dict[str, Any]) -> Callable[[list[str]], int]:
+    """``UploadImageOperator.execute`` with a minimal context; ``source`` param (a folder) or the paths."""
+    from airflow.sdk.bases.operator import ExecutorSafeguard
+
+    from airflow_capillary.operators.upload_image import UploadImageOperator
+
+    def run(paths: list[str]) -> int:
+        source = params.get("source") or list(paths)
+        operator = UploadImageOperator(
+            task_id="bench_upload", source=source, max_workers=int(params["workers"])
+        )
+        ti = _TaskInstance()
+        context: dict[str, Any] = {"ti": ti, "task_instance": ti, "run_id": "bench", "params": {}}
+        guarded = ExecutorSafeguard.test_mode
+        ExecutorSafeguard.test_mode = True  # execute() outside a task runner, on purpose
+        try:
+            result = operator.execute(context)  # type: ignore[arg-type]
+        finally:
+            ExecutorSafeguard.test_mode = guarded
+        return len(result) if isinstance(result, list) else 1
+
+    return run
+
+
+UPLOADERS: dict[str, Callable[[dict[str, Any]], Callable[[list[str]], int]]] = {
+    "requests_post": _requests_post,
+    "session_loop": _session_loop,
+    "http_hook": _http_hook,
+    "hook_serial": _hook_serial,
+    "hook_pool": _hook_pool,
+    "operator": _operator,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------
+
+
+def throughput(params: dict[str, Any]) -> dict[str, Any]:
+    """Upload ``paths`` with ``method``, after uploading the optional ``warmup`` paths untimed.
+
+    Case 1 times the whole batch (no warm-up: opening connections is part of the job); case 2
+    warms up first, so that only the steady per-upload cost is counted.
+
+    :param params: ``method``, ``paths``, ``warmup`` (optional), ``base_url``, ``basic``, ``verify``,
+        ``workers``, ``source``.
+    :return: ``elapsed`` (s), ``cpu`` (s of this process) and ``count`` of the timed uploads.
+    """
+    run = UPLOADERS[params["method"]](params)
+    if params.get("warmup"):
+        run(list(params["warmup"]))
+    paths = list(params["paths"])
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    count = run(paths)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"elapsed": elapsed, "cpu": cpu, "count": count}
+
+
+def memory(params: dict[str, Any]) -> dict[str, Any]:
+    """Peak RSS of this process while uploading one large file.
+
+    The baseline is the peak after imports, set-up and a small warm-up upload, so that only
+    what the large upload adds is counted.
+
+    :param params: ``method``, ``warmup`` (paths), ``path``, ``base_url``, ``basic``.
+    :return: ``baseline_rss`` and ``peak_rss`` (bytes), ``elapsed`` (s), ``size`` (bytes).
+    """
+    run = UPLOADERS[params["method"]](params)
+    run(list(params["warmup"]))
+    baseline = _max_rss_bytes()
+    t0 = time.perf_counter()
+    run([params["path"]])
+    elapsed = time.perf_counter() - t0
+    return {
+        "baseline_rss": baseline,
+        "peak_rss": _max_rss_bytes(),
+        "elapsed": elapsed,
+        "size": os.path.getsize(params["path"]),
+    }
+
+
+def import_cost(params: dict[str, Any]) -> dict[str, Any]:
+    """Wall time of importing ``modules`` on top of ``base`` (both fresh in this process).
+
+    :param params: ``base`` and ``modules``: lists of module names.
+    :return: ``base`` and ``added`` seconds.
+    """
+    import importlib
+
+    t0 = time.perf_counter()
+    for name in params["base"]:
+        importlib.import_module(name)
+    t1 = time.perf_counter()
+    for name in params["modules"]:
+        importlib.import_module(name)
+    return {"base": t1 - t0, "added": time.perf_counter() - t1}
+
+
+def parse_dag(params: dict[str, Any]) -> dict[str, Any]:
+    """Parse one DAG file with ``DagBag`` in a process that has Airflow loaded, as the DAG processor does.
+
+    :param params: ``path``: the DAG file.
+    :return: ``parse`` seconds, ``dags``, ``tasks`` and ``mapped_tasks`` counts, ``errors`` (import errors).
+    """
+    import airflow.sdk  # noqa: F401  (loaded before the parse, as in the DAG processor)
+    from airflow.dag_processing.dagbag import DagBag
+
+    t0 = time.perf_counter()
+    bag = DagBag(dag_folder=params["path"], safe_mode=False)
+    elapsed = time.perf_counter() - t0
+    return {
+        "parse": elapsed,
+        "dags": len(bag.dags),
+        "tasks": sum(len(dag.tasks) for dag in bag.dags.values()),
+        "mapped_tasks": sum(1 for dag in bag.dags.values() for task in dag.tasks if task.is_mapped),
+        "errors": {str(k): str(v)[-500:] for k, v in bag.import_errors.items()},
+    }
+
+
+MEASUREMENTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "throughput": throughput,
+    "memory": memory,
+    "import_cost": import_cost,
+    "parse_dag": parse_dag,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Run one measurement and print its JSON result as the last line.
+
+    :param argv: ``[KIND, JSON]``.
+    :return: the exit code.
+    """
+    kind, raw = argv
+    result = MEASUREMENTS[kind](json.loads(raw))
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

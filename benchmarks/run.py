@@ -1,0 +1,131 @@
+"""Run the benchmarks of issue 6 and rewrite BENCHMARKS.md.
+
+Usage (``make bench`` runs the first form)::
+
+    .venv/bin/python benchmarks/run.py [--quick] [--cases 1,2,...] [--repeats N] [--keep]
+
+``--quick`` runs smaller sizes and fewer rounds (a few minutes); ``--cases`` runs only some cases
+and keeps the stored results of the others (``benchmarks/results.json``), each dated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":  # run as a script: import the package from the repository root
+    sys.path[0] = str(REPO_ROOT)
+
+from benchmarks import report  # noqa: E402
+from benchmarks.cases import CASES, size_of  # noqa: E402
+from benchmarks.harness import CaseResult, load_average, machine_info, workspace  # noqa: E402
+
+DEFAULT_OUTPUT = REPO_ROOT / "BENCHMARKS.md"
+DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results.json"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse the command line.
+
+    :param argv: arguments without the program name.
+    :return: the options.
+    """
+    parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer rounds")
+    parser.add_argument("--size", choices=("full", "quick", "tiny"), help=argparse.SUPPRESS)
+    parser.add_argument("--cases", default="", help="comma-separated case numbers (default: all)")
+    parser.add_argument("--repeats", type=int, help="override the number of rounds of every case")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown report to rewrite")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="stored results (JSON)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directories")
+    return parser.parse_args(argv)
+
+
+def selected_cases(text: str) -> list[int]:
+    """Return the case numbers of ``--cases``.
+
+    :param text: e.g. ``"1,3"``; empty for all.
+    :return: the numbers, in order.
+    :raises SystemExit: for an unknown case.
+    """
+    if not text.strip():
+        return sorted(CASES)
+    numbers = sorted({int(part) for part in text.split(",") if part.strip()})
+    unknown = [n for n in numbers if n not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; choose among {sorted(CASES)}")
+    return numbers
+
+
+def run_cases(
+    numbers: list[int], *, mode: str, repeats: int | None = None, keep: bool = False
+) -> list[CaseResult]:
+    """Run cases one after another; a failing case is recorded with its error, the others still run.
+
+    :param numbers: case numbers.
+    :param mode: ``full``, ``quick`` or ``tiny``.
+    :param repeats: override of every case's rounds.
+    :param keep: keep the scratch directories.
+    :return: one result per case.
+    """
+    results = []
+    for number in numbers:
+        module = CASES[number]
+        size = size_of(number, mode, repeats)
+        print(f"case {number}: {module.TITLE} ({mode}: {size})", flush=True)
+        started = time.perf_counter()
+        with workspace(f"case{number}", keep=keep) as workdir:
+            try:
+                result = module.run(size, workdir)
+            except Exception:
+                result = CaseResult(
+                    number=number, title=module.TITLE, params=size, error=traceback.format_exc()
+                )
+        result.seconds = time.perf_counter() - started
+        for verdict in result.verdicts:
+            print(f"  {verdict.label}: {verdict.target}: {verdict.detail}", flush=True)
+        if result.error:
+            print(f"  FAILED:\n{result.error}", flush=True)
+        print(f"  ({result.seconds:.0f} s)", flush=True)
+        results.append(result)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected cases and rewrite the report.
+
+    :param argv: arguments (default ``sys.argv[1:]``).
+    :return: 0, or 1 when a case failed to run (unmet targets are reported, not failures).
+    """
+    args_list = sys.argv[1:] if argv is None else argv
+    args = parse_args(args_list)
+    mode = args.size or ("quick" if args.quick else "full")
+    numbers = selected_cases(args.cases)
+    load_before = load_average()
+    results = run_cases(numbers, mode=mode, repeats=args.repeats, keep=args.keep)
+    python = Path(sys.executable)
+    shown = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
+    run = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([str(shown), "benchmarks/run.py", *args_list]),
+        "mode": mode,
+        "machine": machine_info(),
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
+    document = report.merge_results(report.load_results(args.results), results, run)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
+    args.output.write_text(report.render(document))
+    print(f"wrote {args.output} and {args.results}", flush=True)
+    return 1 if any(result.error for result in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
