@@ -1,5 +1,19 @@
 """Local emulator of Capillary's file service, for tests, benchmarks and demos.
 
+In a test (fixtures from ``airflow_capillary.emulator.pytest_plugin``: ``capillary_emulator``,
+``capillary_conn``) or a script::
+
+    with CapillaryEmulator() as emu:                    # http://127.0.0.1:<free port>
+        os.environ["AIRFLOW_CONN_CAPILLARY_DEFAULT"] = emu.connection_uri()
+        emu.push_fault(Fault(status=503))               # the next upload gets a 503
+        ...
+        emu.stored_files(), emu.requests(), emu.token_requests()
+
+As a process: ``python -m airflow_capillary.emulator [--tls] [--data-dir DIR] ...`` prints its base
+URL on the first line (the CA path on the second with ``--tls``), or :class:`EmulatorProcess`.
+Default credentials: basic ``demo`` / ``demo-password``, OAuth ``demo-key`` / ``demo-secret``.
+Behaviour: ``upload`` (the API), ``download`` (pre-signed URLs), ``auth``, ``faults``, ``store``.
+
 The public names are imported lazily so that ``import airflow_capillary.emulator`` (done by the
 pytest plugin for every test session) stays cheap: the web stack is only loaded when an emulator
 is actually started.

@@ -119,20 +119,20 @@ async def receive_body(
     )
     sink = None if receiver is not None else state.store.new_sink()
     max_bytes = state.settings.max_body_bytes
-    digest = hashlib.sha256()
+    digest = hashlib.sha256() if receiver is not None else None  # a raw body's hash is its sink's
     try:
         async for chunk in request.stream():
             entry["body_size"] += len(chunk)
             if max_bytes is not None and entry["body_size"] > max_bytes:
                 raise BodyTooLarge(f"Request body is larger than {max_bytes} bytes")
-            digest.update(chunk)
-            if receiver is not None:
+            if receiver is not None and digest is not None:
+                digest.update(chunk)
                 receiver.feed(chunk)
             elif sink is not None:
                 sink.write(chunk)
             if limit is not None and entry["body_size"] >= limit:
                 break
-        entry["body_sha256"] = digest.hexdigest()
+        entry["body_sha256"] = digest.hexdigest() if digest is not None else sink.sha256 if sink else None
         if limit is not None:
             raise ClientDisconnect()
         if receiver is not None:

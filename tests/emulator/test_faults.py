@@ -300,3 +300,24 @@ def test_control_endpoints_over_http(emu: CapillaryEmulator) -> None:
     assert requests.post(f"{base}/reset", timeout=10).json() == {"reset": True}
     assert emu.stored_files() == []
     assert requests.get(f"{base}/health", timeout=10).json() == {"ok": True}
+
+
+def test_redirect_fault_and_what_a_plain_requests_client_forwards(emu: CapillaryEmulator, tmp_path) -> None:
+    with CapillaryEmulator(data_dir=tmp_path) as other:
+        target = upload_url(other, "moved.png")
+        emu.push_fault(Fault(status=307, headers={"Location": target}, body=""))
+        headers = {**basic_header(), "X-CAP-API-OAUTH-TOKEN": "tok"}
+
+        response = requests.post(upload_url(emu, "a.png"), data=b"img", headers=headers, timeout=10)
+
+        assert [r.status_code for r in response.history] == [307]
+        assert response.status_code == 401  # the credentials did not follow the redirect...
+        [received] = other.requests()
+        assert (received["method"], received["path"], received["body_size"]) == (
+            "POST",
+            "/api_gateway/file-service/rewards/moved.png",
+            3,
+        )
+        assert "authorization" not in received["headers"]
+        # ...except the custom token header, which requests does not strip: the hook has to
+        assert received["headers"]["x-cap-api-oauth-token"] == "tok"
