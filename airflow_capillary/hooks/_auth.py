@@ -20,8 +20,9 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
-from airflow_capillary._redact import redact_body, redact_text, register_secret
+from airflow_capillary._redact import redact_body, register_secret
 from airflow_capillary.exceptions import CapillaryAuthError
+from airflow_capillary.hooks._answer import capillary_message
 from airflow_capillary.hooks._retry import TransientHTTPError, parse_retry_after
 
 #: Statuses of the token endpoint treated as transient (retried by the hook's retry loop).
@@ -212,25 +213,3 @@ def _ttl(data: dict[str, Any]) -> float:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
         return CapillaryOAuth.DEFAULT_TTL
     return float(ttl)
-
-
-def capillary_message(body: Any) -> str:
-    """Return Capillary's own error text from a parsed JSON body, redacted.
-
-    :param body: the parsed body (anything; non-dicts give ``""``).
-    :return: ``errors[].message`` (with codes) joined by ``; ``, else ``message``, else ``""``.
-    """
-    if not isinstance(body, dict):
-        return ""
-    messages = []
-    errors = body.get("errors")
-    if isinstance(errors, list):
-        for error in errors:
-            if isinstance(error, dict) and error.get("message"):
-                code = error.get("code")
-                messages.append(
-                    f"{error['message']} (code {code})" if code is not None else str(error["message"])
-                )
-    if not messages and isinstance(body.get("message"), str):
-        messages.append(body["message"])
-    return redact_text("; ".join(messages))

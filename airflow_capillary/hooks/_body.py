@@ -176,3 +176,31 @@ def multipart_envelope(field: str, file_name: str, content_type: str) -> tuple[b
     ).encode()
     epilogue = f"\r\n--{boundary}--\r\n".encode()
     return preamble, epilogue, f"multipart/form-data; boundary={boundary}"
+
+
+def build_body(
+    opener: Callable[[], BinaryIO],
+    size: int,
+    *,
+    file_name: str,
+    content_type: str,
+    encoding: str,
+    field: str,
+    label: str,
+) -> tuple[UploadBody, dict[str, str]]:
+    """Build a new body for one attempt, and the headers that describe it.
+
+    :param opener: returns a new stream of the content from its start.
+    :param size: content size in bytes.
+    :param file_name: the file name (multipart ``filename``).
+    :param content_type: the image's content type.
+    :param encoding: ``multipart`` (one part named ``field``) or ``raw`` (the bytes are the body).
+    :param field: the multipart field name.
+    :param label: names the source in error messages.
+    :return: the body and its ``Content-Type`` header (requests adds ``Content-Length``).
+    """
+    if encoding == "raw":
+        return UploadBody(opener, size, label=label), {"Content-Type": content_type}
+    preamble, epilogue, multipart_type = multipart_envelope(field, file_name, content_type)
+    body = UploadBody(opener, size, preamble=preamble, epilogue=epilogue, label=label)
+    return body, {"Content-Type": multipart_type}

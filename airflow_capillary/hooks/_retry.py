@@ -13,13 +13,18 @@ at ``retry_after_max``; otherwise it is exponential backoff with jitter.
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import requests
-from tenacity import RetryCallState
-from tenacity.wait import wait_base, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base, wait_exponential, wait_random
 
 from airflow_capillary.exceptions import CapillaryIntegrityError
+
+if TYPE_CHECKING:
+    from airflow_capillary.hooks._config import CapillaryConnectionConfig
 
 #: Statuses always retried.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -115,7 +120,9 @@ class RetryAfterOrBackoff(wait_base):
 
     def __init__(self, *, min_wait: float, max_wait: float, retry_after_max: float) -> None:
         self.retry_after_max = retry_after_max
-        self._backoff = wait_exponential_jitter(initial=min_wait, max=max_wait, jitter=min_wait)
+        self.max_wait = max_wait
+        self._exponential = wait_exponential(multiplier=min_wait, max=max_wait)
+        self._jitter = wait_random(0, min_wait)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         """Return the seconds to wait before the next attempt.
@@ -127,4 +134,37 @@ class RetryAfterOrBackoff(wait_base):
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, (int, float)):
             return float(min(retry_after, self.retry_after_max))
-        return float(self._backoff(retry_state))
+        return float(min(self.max_wait, self._exponential(retry_state) + self._jitter(retry_state)))
+
+
+def build_retrying(
+    config: CapillaryConnectionConfig,
+    *,
+    before_sleep: Callable[[RetryCallState], None],
+    sleep: Callable[[float], None],
+) -> Retrying:
+    """Build the retry controller of one call: ``max_retries + 1`` attempts at most.
+
+    :param config: the resolved connection (retry settings).
+    :param before_sleep: called before each wait (logs "attempt n of N failed").
+    :param sleep: waits (``time.sleep``; tests record instead).
+    :return: a tenacity ``Retrying`` that re-raises the last error when attempts run out.
+    """
+    return Retrying(
+        stop=stop_after_attempt(config.max_retries + 1),
+        wait=RetryAfterOrBackoff(
+            min_wait=config.retry_min_wait,
+            max_wait=config.retry_max_wait,
+            retry_after_max=config.retry_after_max,
+        ),
+        retry=retry_if_exception(
+            lambda exc: is_retryable(
+                exc,
+                retry_on_500=config.retry_on_500,
+                retry_integrity_errors=config.retry_integrity_errors,
+            )
+        ),
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
+    )

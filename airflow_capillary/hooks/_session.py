@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -38,6 +39,25 @@ class CapillarySession(requests.Session):
     def __init__(self, credential_headers: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.credential_headers = frozenset(h.lower() for h in (*credential_headers, "Authorization"))
+
+    def merge_environment_settings(
+        self,
+        url: str | bytes | None,
+        proxies: Any,
+        stream: bool | None,
+        verify: bool | str | None,
+        cert: Any,
+    ) -> Any:
+        """Let the connection's ``verify`` and ``proxies`` win over the environment.
+
+        Plain ``requests`` lets ``REQUESTS_CA_BUNDLE`` and ``*_PROXY`` variables override what
+        was set on the session; here a CA path or ``verify=false`` and the ``proxies`` extra
+        from the connection take precedence (the environment still fills what they leave unset).
+        """
+        if verify is None and self.verify is not True:
+            verify = self.verify
+        merged_proxies = {**self.proxies, **(proxies or {})}
+        return super().merge_environment_settings(url, merged_proxies, stream, verify, cert)
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """Drop credential headers when a redirect leaves the origin; never re-add netrc auth.

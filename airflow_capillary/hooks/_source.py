@@ -165,3 +165,36 @@ def _seekable(stream: Any) -> bool:
     except (OSError, AttributeError, ValueError):
         return False
     return callable(getattr(stream, "seek", None))
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedUpload:
+    """A validated upload, ready to send (any number of times: the body reopens from the start).
+
+    :param file_name: the name in Capillary.
+    :param namespace: the file-service namespace.
+    :param content_type: the content type sent with the file.
+    :param size: the number of bytes to send.
+    :param source_label: describes the source (a path, ``<bytes>``, ``<stream>``...).
+    :param url: the upload URL (name and namespace percent-encoded).
+    :param placeholder: no file is sent: Capillary creates a placeholder.
+    :param opener: returns a new binary stream positioned at the start of the content.
+    """
+
+    file_name: str
+    namespace: str
+    content_type: str
+    size: int
+    source_label: str
+    url: str
+    placeholder: bool = False
+    opener: Callable[[], BinaryIO] = dataclasses.field(
+        default=lambda: io.BytesIO(b""), repr=False, compare=False
+    )
+
+    def open(self) -> BinaryIO:
+        """Return a new stream of the content, from its start (the caller closes it).
+
+        :return: the stream.
+        """
+        return self.opener()

@@ -8,79 +8,40 @@ the checks of the answer. A hook is safe to share across threads.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import io
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, BinaryIO, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, TypeVar
 
 import requests
 from airflow.sdk import BaseHook
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState
 
 from airflow_capillary import _validation as v
-from airflow_capillary._redact import SENSITIVE_QUERY_PARAMS, redact_body, redact_text, register_secret
+from airflow_capillary._redact import redact_text
 from airflow_capillary.exceptions import (
     CapillaryAuthError,
     CapillaryConfigError,
     CapillaryError,
-    CapillaryIntegrityError,
     CapillaryInvalidInputError,
-    CapillaryRequestRejectedError,
-    CapillaryServiceUnavailableError,
 )
-from airflow_capillary.hooks._auth import CapillaryAuth, CapillaryBasicAuth, CapillaryOAuth, capillary_message
-from airflow_capillary.hooks._body import UploadBody, multipart_envelope
+from airflow_capillary.hooks._answer import check_upload_answer, failure, given_up
+from airflow_capillary.hooks._auth import CapillaryAuth, CapillaryBasicAuth, CapillaryOAuth
+from airflow_capillary.hooks._body import UploadBody, build_body
 from airflow_capillary.hooks._config import SETTINGS, CapillaryConnectionConfig
-from airflow_capillary.hooks._retry import (
-    RetryAfterOrBackoff,
-    TransientHTTPError,
-    is_retryable,
-    parse_retry_after,
-)
+from airflow_capillary.hooks._retry import TransientHTTPError, build_retrying
 from airflow_capillary.hooks._session import build_session
-from airflow_capillary.hooks._source import UploadSource, resolve_source
+from airflow_capillary.hooks._source import PreparedUpload, UploadSource, resolve_source
 from airflow_capillary.models import UploadedFile
 
 T = TypeVar("T")
 
+__all__ = ["CapillaryFileHook", "PreparedUpload"]
 
-@dataclasses.dataclass(frozen=True)
-class PreparedUpload:
-    """A validated upload, ready to send (any number of times: the body reopens from the start).
-
-    :param file_name: the name in Capillary.
-    :param namespace: the file-service namespace.
-    :param content_type: the content type sent with the file.
-    :param size: the number of bytes to send.
-    :param source_label: describes the source (a path, ``<bytes>``, ``<stream>``...).
-    :param url: the upload URL (name and namespace percent-encoded).
-    :param placeholder: no file is sent: Capillary creates a placeholder.
-    :param opener: returns a new binary stream positioned at the start of the content.
-    """
-
-    file_name: str
-    namespace: str
-    content_type: str
-    size: int
-    source_label: str
-    url: str
-    placeholder: bool = False
-    opener: Callable[[], BinaryIO] = dataclasses.field(
-        default=lambda: io.BytesIO(b""), repr=False, compare=False
-    )
-
-    def open(self) -> BinaryIO:
-        """Return a new stream of the content, from its start (the caller closes it).
-
-        :return: the stream.
-        """
-        return self.opener()
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class CapillaryFileHook(BaseHook):
@@ -260,7 +221,16 @@ class CapillaryFileHook(BaseHook):
             prepared.url,
             what=what,
             body=lambda: self._build_body(prepared),
-            check=lambda response, body: self._check_upload(response, body, prepared, what),
+            check=lambda response, body: check_upload_answer(
+                response,
+                what=what,
+                expected_size=prepared.size,
+                sent_size=body.content_sent if body is not None else 0,
+                sha256=body.sha256 if body is not None else _EMPTY_SHA256,
+                placeholder=prepared.placeholder,
+                server_timezone=self.config.server_timezone,
+                secrets=self.auth.secrets(),
+            ),
             context={"file_name": prepared.file_name, "namespace": prepared.namespace},
         )
         self.log.info(
@@ -384,45 +354,20 @@ class CapillaryFileHook(BaseHook):
         """
         cfg = self.config
         total = cfg.max_retries + 1
-        retrying = Retrying(
-            stop=stop_after_attempt(total),
-            wait=RetryAfterOrBackoff(
-                min_wait=cfg.retry_min_wait, max_wait=cfg.retry_max_wait, retry_after_max=cfg.retry_after_max
-            ),
-            retry=retry_if_exception(
-                lambda exc: is_retryable(
-                    exc, retry_on_500=cfg.retry_on_500, retry_integrity_errors=cfg.retry_integrity_errors
-                )
-            ),
-            before_sleep=lambda state: self._log_retry(state, total),
-            sleep=self._sleep,
-            reraise=True,
+        retrying = build_retrying(
+            cfg, before_sleep=lambda state: self._log_retry(state, total, what), sleep=self._sleep
         )
-        ids: dict[str, Any] = {"conn_id": cfg.conn_id, **context}
         try:
             return retrying(self._attempt, method, url, what, body, check)
-        except TransientHTTPError as exc:
-            attempts = retrying.statistics.get("attempt_number", total)
-            raise CapillaryServiceUnavailableError(
-                f"{what} failed after {attempts} attempt(s): {exc}",
-                status_code=exc.status_code,
-                body=exc.body,
-                **ids,
-            ) from None
-        except CapillaryIntegrityError as exc:
-            attempts = retrying.statistics.get("attempt_number", total)
-            raise type(exc)(
-                f"{exc.message} (after {attempts} attempt(s))",
-                status_code=exc.status_code,
-                body=exc.body,
-                **ids,
-            ) from None
-        except requests.RequestException as exc:
-            attempts = retrying.statistics.get("attempt_number", total)
-            raise CapillaryServiceUnavailableError(
-                f"{what} failed after {attempts} attempt(s): cannot reach {urlsplit(url).netloc}: "
-                f"{self._redact(str(exc))}",
-                **ids,
+        except (TransientHTTPError, CapillaryError, requests.RequestException) as exc:
+            raise given_up(
+                exc,
+                what=what,
+                url=url,
+                attempts=retrying.statistics.get("attempt_number", 1),
+                secrets=self.auth.secrets(),
+                conn_id=cfg.conn_id,
+                **context,
             ) from None
 
     def _attempt(
@@ -441,7 +386,13 @@ class CapillaryFileHook(BaseHook):
         with response:
             if 200 <= response.status_code < 300:
                 return check(response, data)
-            raise self._failure(response, what)
+            raise failure(
+                response,
+                what=what,
+                conn_id=self.config.conn_id,
+                retry_on_500=self.config.retry_on_500,
+                secrets=self.auth.secrets(),
+            )
 
     def _send(
         self, method: str, url: str, body: Callable[[], tuple[UploadBody | None, dict[str, str]]]
@@ -462,107 +413,41 @@ class CapillaryFileHook(BaseHook):
                 data.close()
         return response, data
 
-    def _failure(self, response: requests.Response, what: str) -> Exception:
-        status = response.status_code
-        body = redact_body(response.text, self.auth.secrets())
-        said = self._capillary_said(response)
-        message = f"{what}: HTTP {status}{said}"
-        if is_retryable(response, retry_on_500=self.config.retry_on_500):
-            return TransientHTTPError(
-                message,
-                status_code=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                body=body,
-            )
-        cls: type[CapillaryError]
-        if status in (401, 403):
-            cls = CapillaryAuthError
-        elif status >= 500:
-            cls = CapillaryServiceUnavailableError
-        else:
-            cls = CapillaryRequestRejectedError
-        return cls(message, status_code=status, body=body, conn_id=self.config.conn_id)
-
-    def _check_upload(
-        self, response: requests.Response, body: UploadBody | None, prepared: PreparedUpload, what: str
-    ) -> UploadedFile:
-        def bad(problem: str) -> CapillaryIntegrityError:
-            return CapillaryIntegrityError(
-                f"{what}: {problem}",
-                status_code=response.status_code,
-                body=redact_body(response.text, self.auth.secrets()),
-            )
-
-        sent = body.content_sent if body is not None else 0
-        sha256 = body.sha256 if body is not None else hashlib.sha256(b"").hexdigest()
-        if sent != prepared.size:
-            raise bad(f"Capillary answered after reading {sent} of {prepared.size} bytes")
-        try:
-            payload = response.json()
-        except ValueError:
-            raise bad(f"HTTP {response.status_code} with a body that is not JSON") from None
-        if not isinstance(payload, dict):
-            raise bad("the answer is not a JSON object")
-        if str(payload.get("status")).strip().lower() != "true":
-            raise bad(f"Capillary answered status {payload.get('status')!r}{self._capillary_said(response)}")
-        if str(payload.get("code")).strip() != "200":
-            raise bad(f"Capillary answered code {payload.get('code')!r}{self._capillary_said(response)}")
-        _register_secure_url(payload.get("secureFilePath"))
-        try:
-            result = UploadedFile.from_response(
-                payload, server_timezone=self.config.server_timezone, sent_size=sent, sha256=sha256
-            )
-        except CapillaryIntegrityError as exc:
-            raise bad(exc.message) from None
-        if not prepared.placeholder and result.file_size != sent:
-            raise bad(
-                f"Capillary stored {result.file_size} bytes but {sent} were sent "
-                "(it kept a placeholder or truncated the data)"
-            )
-        return result
-
     # -- helpers -----------------------------------------------------------------------------
 
     def _build_body(self, prepared: PreparedUpload) -> tuple[UploadBody | None, dict[str, str]]:
         """Build a new body for one attempt (``None`` for a placeholder) and its headers."""
         if prepared.placeholder:
             return None, {}
-        cfg = self.config
-        if cfg.upload_encoding == "raw":
-            body = UploadBody(prepared.opener, prepared.size, label=prepared.source_label)
-            return body, {"Content-Type": prepared.content_type}
-        preamble, epilogue, content_type = multipart_envelope(
-            cfg.file_field, prepared.file_name, prepared.content_type
+        return build_body(
+            prepared.opener,
+            prepared.size,
+            file_name=prepared.file_name,
+            content_type=prepared.content_type,
+            encoding=self.config.upload_encoding,
+            field=self.config.file_field,
+            label=prepared.source_label,
         )
-        body = UploadBody(
-            prepared.opener, prepared.size, preamble=preamble, epilogue=epilogue, label=prepared.source_label
-        )
-        return body, {"Content-Type": content_type}
 
     def _describe(self, verb: str, file_name: str, namespace: str) -> str:
         return f"{verb} {file_name!r} to namespace {namespace!r} (connection {self.capillary_conn_id!r})"
-
-    def _capillary_said(self, response: requests.Response) -> str:
-        try:
-            said = capillary_message(response.json())
-        except ValueError:
-            return ""
-        return f", Capillary said: {self._redact(said)}" if said else ""
 
     def _redact(self, text: str) -> str:
         secrets = self.auth.secrets() if "auth" in self.__dict__ else ()
         return redact_text(text, secrets)
 
-    def _log_retry(self, state: RetryCallState, total: int) -> None:
+    def _log_retry(self, state: RetryCallState, total: int, what: str) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, requests.RequestException):
+            reason = f"{what}: {type(exc).__name__}: {exc}"
+        else:
+            reason = str(exc)
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         self.log.warning(
             "attempt %d of %d failed: %s, retrying in %.1fs",
             state.attempt_number,
             total,
-            self._redact(
-                f"{type(exc).__name__}: {exc}" if isinstance(exc, requests.RequestException) else str(exc)
-            ),
+            self._redact(reason),
             wait,
         )
 
@@ -578,12 +463,3 @@ class CapillaryFileHook(BaseHook):
                 file_name=file_name,
                 namespace=namespace,
             ) from None
-
-
-def _register_secure_url(url: object) -> None:
-    if not isinstance(url, str):
-        return
-    register_secret(url)
-    for key, value in parse_qsl(urlsplit(url).query):
-        if key.lower() in SENSITIVE_QUERY_PARAMS:
-            register_secret(value)

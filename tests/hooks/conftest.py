@@ -23,6 +23,18 @@ def conn_json(*, host: str = BASE, login: str = "till.user", password: str = PAS
     return json.dumps(conn)
 
 
+class LogRecorder:
+    """Stands in for the hook's logger: keeps every line formatted (before any masking)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def _record(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(msg % args if args else msg)
+
+    debug = info = warning = error = exception = critical = _record
+
+
 @pytest.fixture
 def set_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Define a connection through ``AIRFLOW_CONN_<ID>`` (JSON form unless ``uri`` is given)."""
@@ -34,11 +46,16 @@ def set_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 
 @pytest.fixture
-def make_hook(set_conn: Callable[..., None]) -> Callable[..., tuple[CapillaryFileHook, Recorder]]:
+def make_hook(
+    set_conn: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[CapillaryFileHook, Recorder]]:
     """Build a hook on a fresh connection with a :class:`Recorder` mounted on its session.
 
-    Waits between attempts are recorded in ``hook.sleeps`` instead of slept.
+    Waits between attempts are recorded in ``hook.sleeps`` instead of slept. CA bundle
+    variables of the environment are removed, so that ``verify`` shows the connection's value.
     """
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
 
     def _make(
         script: list[Any] | None = None,
@@ -52,6 +69,9 @@ def make_hook(set_conn: Callable[..., None]) -> Callable[..., tuple[CapillaryFil
         rec = recorder or Recorder(script)
         hook.session.mount("https://", rec)
         hook.session.mount("http://", rec)
+        log = LogRecorder()
+        hook._log = log  # type: ignore[assignment]
+        hook.lines = log.lines  # type: ignore[attr-defined]
         sleeps: list[float] = []
         hook._sleep = sleeps.append
         hook.sleeps = sleeps  # type: ignore[attr-defined]

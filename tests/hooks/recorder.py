@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -135,7 +135,7 @@ class Recorder(BaseAdapter):
 
     def __init__(
         self,
-        script: list[Script] | None = None,
+        script: Sequence[Script] | None = None,
         *,
         default: Script = echo_upload,
         keep_bodies: bool = True,

@@ -1,0 +1,208 @@
+"""Reading Capillary's answers: what a failed status means, and whether a 200 can be trusted.
+
+Pure functions of a :class:`requests.Response` (plus what was sent), used by the hook's one
+request function. Every text taken from a response is redacted before it reaches a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+
+from airflow_capillary._redact import SENSITIVE_QUERY_PARAMS, redact_body, redact_text, register_secret
+from airflow_capillary.exceptions import (
+    CapillaryAuthError,
+    CapillaryError,
+    CapillaryIntegrityError,
+    CapillaryRequestRejectedError,
+    CapillaryServiceUnavailableError,
+)
+from airflow_capillary.hooks._retry import TransientHTTPError, is_retryable, parse_retry_after
+from airflow_capillary.models import UploadedFile
+
+
+def capillary_message(body: Any) -> str:
+    """Return Capillary's own error text from a parsed JSON body, redacted.
+
+    :param body: the parsed body (anything; non-dicts give ``""``).
+    :return: ``errors[].message`` (with codes) joined by ``; ``, else ``message``, else ``""``.
+    """
+    if not isinstance(body, dict):
+        return ""
+    messages = []
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        for error in errors:
+            if isinstance(error, dict) and error.get("message"):
+                code = error.get("code")
+                text = str(error["message"])
+                messages.append(f"{text} (code {code})" if code is not None else text)
+    if not messages and isinstance(body.get("message"), str):
+        messages.append(body["message"])
+    return redact_text("; ".join(messages))
+
+
+def said(response: requests.Response, secrets: Iterable[str] = ()) -> str:
+    """Return ``", Capillary said: ..."`` for a JSON answer carrying a message, else ``""``.
+
+    :param response: the answer.
+    :param secrets: values to mask.
+    :return: the suffix for an error message.
+    """
+    try:
+        text = capillary_message(response.json())
+    except ValueError:
+        return ""
+    return f", Capillary said: {redact_text(text, secrets)}" if text else ""
+
+
+def failure(
+    response: requests.Response,
+    *,
+    what: str,
+    conn_id: str,
+    retry_on_500: bool,
+    secrets: Iterable[str] = (),
+) -> Exception:
+    """Map a non-2xx answer to the exception to raise.
+
+    :param response: the answer.
+    :param what: what was being done, e.g. ``uploading 'a.png' to namespace 'rewards' (...)``.
+    :param conn_id: the connection id.
+    :param retry_on_500: HTTP 500 counts as transient.
+    :param secrets: values to mask in the message and body.
+    :return: :class:`TransientHTTPError` (429/502/503/504, 500 if configured; retried),
+        :class:`CapillaryAuthError` (401/403), :class:`CapillaryServiceUnavailableError`
+        (other 5xx), else :class:`CapillaryRequestRejectedError`.
+    """
+    secrets = tuple(secrets)
+    status = response.status_code
+    body = redact_body(response.text, secrets)
+    message = f"{what}: HTTP {status}{said(response, secrets)}"
+    if is_retryable(response, retry_on_500=retry_on_500):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return TransientHTTPError(message, status_code=status, retry_after=retry_after, body=body)
+    cls: type[CapillaryError]
+    if status in (401, 403):
+        cls = CapillaryAuthError
+    elif status >= 500:
+        cls = CapillaryServiceUnavailableError
+    else:
+        cls = CapillaryRequestRejectedError
+    return cls(message, status_code=status, body=body, conn_id=conn_id)
+
+
+def check_upload_answer(
+    response: requests.Response,
+    *,
+    what: str,
+    expected_size: int,
+    sent_size: int,
+    sha256: str,
+    placeholder: bool,
+    server_timezone: str,
+    secrets: Iterable[str] = (),
+) -> UploadedFile:
+    """Check a 2xx answer of the upload endpoint and build the result.
+
+    :param response: the answer.
+    :param what: what was being done (for messages).
+    :param expected_size: the bytes the upload was to send.
+    :param sent_size: the bytes actually read from the body before the answer came.
+    :param sha256: hex sha256 of those bytes.
+    :param placeholder: a placeholder was requested (the stored size is then not checked,
+        Capillary does not document it).
+    :param server_timezone: zone of ``last_modified``.
+    :param secrets: values to mask.
+    :return: the stored file.
+    :raises CapillaryIntegrityError: the body is not JSON or not an object, ``status`` is not
+        "true", ``code`` is not 200, a field is missing or mistyped, the answer came before the
+        whole file was sent, or ``fileSize`` differs from the bytes sent.
+    """
+    secrets = tuple(secrets)
+
+    def bad(problem: str) -> CapillaryIntegrityError:
+        body = redact_body(response.text, secrets)
+        return CapillaryIntegrityError(f"{what}: {problem}", status_code=response.status_code, body=body)
+
+    if sent_size != expected_size:
+        raise bad(f"Capillary answered after reading {sent_size} of {expected_size} bytes")
+    try:
+        payload = response.json()
+    except ValueError:
+        raise bad(f"HTTP {response.status_code} with a body that is not JSON") from None
+    if not isinstance(payload, dict):
+        raise bad("the answer is not a JSON object")
+    if str(payload.get("status")).strip().lower() != "true":
+        raise bad(f"Capillary answered status {payload.get('status')!r}{said(response, secrets)}")
+    if str(payload.get("code")).strip() != "200":
+        raise bad(f"Capillary answered code {payload.get('code')!r}{said(response, secrets)}")
+    register_secure_url(payload.get("secureFilePath"))
+    try:
+        result = UploadedFile.from_response(
+            payload, server_timezone=server_timezone, sent_size=sent_size, sha256=sha256
+        )
+    except CapillaryIntegrityError as exc:
+        raise bad(exc.message) from None
+    if not placeholder and result.file_size != sent_size:
+        raise bad(
+            f"Capillary stored {result.file_size} bytes but {sent_size} were sent "
+            "(it kept a placeholder or truncated the data)"
+        )
+    return result
+
+
+def register_secure_url(url: object) -> None:
+    """Register a ``secureFilePath`` and its credential query values with the secrets masker.
+
+    :param url: the URL (anything else is ignored).
+    """
+    if not isinstance(url, str):
+        return
+    register_secret(url)
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key.lower() in SENSITIVE_QUERY_PARAMS:
+            register_secret(value)
+
+
+def given_up(
+    exc: BaseException,
+    *,
+    what: str,
+    url: str,
+    attempts: int,
+    secrets: Iterable[str],
+    conn_id: str,
+    file_name: str | None = None,
+    namespace: str | None = None,
+) -> CapillaryError:
+    """Turn the error that ended a call into the provider exception to raise.
+
+    :param exc: the last error: :class:`TransientHTTPError` (429/5xx after every retry ->
+        :class:`CapillaryServiceUnavailableError`), a :class:`CapillaryError` (same type,
+        with the identifiers filled in), or a ``requests`` transport error (->
+        :class:`CapillaryServiceUnavailableError`, "cannot reach").
+    :param what: what was being done.
+    :param url: the request URL (its host is named for transport errors).
+    :param attempts: how many attempts were made.
+    :param secrets: values to mask.
+    :param conn_id: the connection id.
+    :param file_name: the file concerned, if any.
+    :param namespace: the namespace concerned, if any.
+    :return: the exception.
+    """
+    ids: dict[str, Any] = {"conn_id": conn_id, "file_name": file_name, "namespace": namespace}
+    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+    if isinstance(exc, TransientHTTPError):
+        return CapillaryServiceUnavailableError(
+            f"{exc}{tries}", status_code=exc.status_code, body=exc.body, **ids
+        )
+    if isinstance(exc, CapillaryError):
+        return type(exc)(f"{exc.message}{tries}", status_code=exc.status_code, body=exc.body, **ids)
+    reason = redact_text(f"{type(exc).__name__}: {exc}", secrets)
+    return CapillaryServiceUnavailableError(
+        f"{what}: cannot reach {urlsplit(url).netloc}{tries}: {reason}", **ids
+    )

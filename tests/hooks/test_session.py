@@ -1,0 +1,175 @@
+"""Redirects over real loopback sockets: credentials never follow to another origin; 307 resends the body."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_capillary.hooks._session import USER_AGENT, build_session, same_origin
+from airflow_capillary.hooks.file_service import CapillaryFileHook
+from tests.hooks.recorder import PNG, upload_answer
+
+
+class Server:
+    """A loopback HTTP server that records requests and answers with a scripted function."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.answer: Callable[[str], tuple[int, dict[str, str], bytes]] = lambda path: (
+            200,
+            {},
+            json.dumps(upload_answer()).encode(),
+        )
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self._handle()
+
+            def do_GET(self) -> None:
+                self._handle()
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                outer.seen.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                status, headers, payload = outer.answer(self.path)
+                self.send_response(status)
+                for key, value in {"Content-Length": str(len(payload)), **headers}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[Server, Server]]:
+    first, second = Server(), Server()
+    yield first, second
+    first.close()
+    second.close()
+
+
+def multipart_file(seen: dict[str, Any]) -> bytes:
+    boundary = seen["headers"]["Content-Type"].split("boundary=")[1].encode()
+    inner = seen["body"][len(boundary) + 4 : -(len(boundary) + 8)]
+    return inner.partition(b"\r\n\r\n")[2]
+
+
+def test_credentials_do_not_follow_a_307_to_another_port(servers, set_conn, monkeypatch):
+    origin, elsewhere = servers
+    origin.answer = lambda path: (307, {"Location": f"{elsewhere.base}{path}"}, b"")
+    set_conn(
+        host=origin.base, headers={"X-Api-Key": "static-secret", "X-CAP-API-ATTRIBUTION-ENTITY-TYPE": "TILL"}
+    )
+    hook = CapillaryFileHook()
+    result = hook.upload_file(PNG, file_name="test.png")
+    [first] = origin.seen
+    [second] = elsewhere.seen
+    assert first["headers"]["Authorization"].startswith("Basic ")
+    assert first["headers"]["X-Api-Key"] == "static-secret"
+    assert "Authorization" not in second["headers"]
+    assert "X-Api-Key" not in second["headers"]
+    assert second["headers"]["X-CAP-API-ATTRIBUTION-ENTITY-TYPE"] == "TILL"
+    assert second["headers"]["User-Agent"] == USER_AGENT
+    assert (second["method"], second["path"]) == ("POST", "/api_gateway/file-service/rewards/test.png")
+    assert multipart_file(second) == PNG  # the 307 rewound and resent the whole body
+    assert result.sent_size == 51
+
+
+def test_oauth_token_header_does_not_follow_a_307_to_another_port(servers, set_conn):
+    origin, elsewhere = servers
+
+    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.endswith("/token/generate"):
+            return 200, {}, json.dumps({"data": {"accessToken": "tok-abc-123", "ttlSeconds": 300}}).encode()
+        return 307, {"Location": f"{elsewhere.base}{path}"}, b""
+
+    origin.answer = answer
+    set_conn(host=origin.base, auth_type="oauth")
+    CapillaryFileHook().upload_file(PNG, file_name="test.png")
+    assert origin.seen[1]["headers"]["X-CAP-API-OAUTH-TOKEN"] == "tok-abc-123"
+    assert "X-CAP-API-OAUTH-TOKEN" not in elsewhere.seen[0]["headers"]
+
+
+def test_credentials_follow_a_307_on_the_same_origin(servers, set_conn):
+    origin, _ = servers
+    origin.answer = lambda path: (
+        (307, {"Location": "/moved" + path}, b"")
+        if not path.startswith("/moved")
+        else (200, {}, json.dumps(upload_answer()).encode())
+    )
+    set_conn(host=origin.base)
+    CapillaryFileHook().upload_file(PNG, file_name="test.png")
+    first, second = origin.seen
+    assert second["path"] == "/moved/api_gateway/file-service/rewards/test.png"
+    assert second["headers"]["Authorization"] == first["headers"]["Authorization"]
+    assert multipart_file(second) == PNG
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "same"),
+    [
+        ("https://a.example/x", "https://a.example/y", True),
+        ("https://a.example/x", "https://a.example:443/y", True),
+        ("http://a.example/x", "https://a.example/y", True),
+        ("https://a.example/x", "http://a.example/y", False),
+        ("https://a.example/x", "https://b.example/y", False),
+        ("http://127.0.0.1:8080/x", "http://127.0.0.1:8081/x", False),
+        ("http://127.0.0.1:8080/x", "https://127.0.0.1:8443/x", False),
+        ("https://A.example/x", "https://a.EXAMPLE/y", True),
+    ],
+    ids=[
+        "same",
+        "explicit-default-port",
+        "upgrade",
+        "downgrade",
+        "other-host",
+        "other-port",
+        "upgrade-other-port",
+        "case",
+    ],
+)
+def test_same_origin(old, new, same):
+    assert same_origin(old, new) is same
+
+
+def test_connection_verify_and_proxies_win_over_the_environment(set_conn, monkeypatch, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/env/bundle.pem")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:1111")
+    set_conn(verify=str(ca), proxies={"https": "http://127.0.0.1:2222"})
+    session = build_session(CapillaryFileHook().config)
+    settings = session.merge_environment_settings("https://127.0.0.1:8443/x", {}, None, None, None)
+    assert settings["verify"] == str(ca)
+    assert settings["proxies"]["https"] == "http://127.0.0.1:2222"
+
+
+def test_default_verify_still_honours_the_environment_bundle(set_conn, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/env/bundle.pem")
+    set_conn()
+    session = build_session(CapillaryFileHook().config)
+    assert session.merge_environment_settings("https://127.0.0.1/x", {}, None, None, None)["verify"] == (
+        "/env/bundle.pem"
+    )
+    assert isinstance(session, requests.Session)
