@@ -196,12 +196,12 @@ def given_up(
     """
     ids: dict[str, Any] = {"conn_id": conn_id, "file_name": file_name, "namespace": namespace}
     tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-    if isinstance(exc, TransientHTTPError):
-        return CapillaryServiceUnavailableError(
-            f"{exc}{tries}", status_code=exc.status_code, body=exc.body, **ids
-        )
-    if isinstance(exc, CapillaryError):
-        return type(exc)(f"{exc.message}{tries}", status_code=exc.status_code, body=exc.body, **ids)
+    if isinstance(exc, (TransientHTTPError, CapillaryError)):
+        # Errors of the token endpoint do not name the file yet.
+        text = exc.message if isinstance(exc, CapillaryError) else str(exc)
+        message = f"{text}{tries}" if text.startswith(what) else f"{what}: {text}{tries}"
+        cls = CapillaryServiceUnavailableError if isinstance(exc, TransientHTTPError) else type(exc)
+        return cls(message, status_code=exc.status_code, body=exc.body, **ids)
     reason = redact_text(f"{type(exc).__name__}: {exc}", secrets)
     return CapillaryServiceUnavailableError(
         f"{what}: cannot reach {urlsplit(url).netloc}{tries}: {reason}", **ids

@@ -438,10 +438,9 @@ class CapillaryFileHook(BaseHook):
 
     def _log_retry(self, state: RetryCallState, total: int, what: str) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, requests.RequestException):
-            reason = f"{what}: {type(exc).__name__}: {exc}"
-        else:
-            reason = str(exc)
+        reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, requests.RequestException) else str(exc)
+        if not reason.startswith(what):
+            reason = f"{what}: {reason}"
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         self.log.warning(
             "attempt %d of %d failed: %s, retrying in %.1fs",
