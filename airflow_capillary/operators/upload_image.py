@@ -12,6 +12,7 @@ from airflow_capillary._redact import redact_text, redact_url, register_secret
 from airflow_capillary.exceptions import (
     CapillaryBatchError,
     CapillaryConfigError,
+    CapillaryError,
     CapillaryInvalidInputError,
     FailedUpload,
 )
@@ -165,8 +166,19 @@ class UploadImageOperator(BaseOperator):
             self._push(context, [])
             return []
         self._pool = BoundedPool(self.max_workers)
-        prepared = self._prepare_all(files, names)
-        records, failures = self._upload_all(files, prepared)
+        uploaded: dict[int, dict[str, Any]] = {}  # file index -> record, filled as uploads finish
+        try:
+            prepared = self._prepare_all(files, names)
+            failures = self._upload_all(files, prepared, uploaded)
+        except BaseException:
+            # A timeout or an interrupt while uploading: keep what reached Capillary in view.
+            if uploaded:
+                self._push(context, [uploaded[i] for i in sorted(uploaded)])
+            raise
+        finally:
+            if "hook" in self.__dict__:
+                self.hook.close()
+        records = [uploaded[i] for i in sorted(uploaded)]  # files are sorted by source
         self._push(context, records)
         if failures:
             self._raise_failures(files, names, failures, uploaded=len(records))
@@ -189,6 +201,12 @@ class UploadImageOperator(BaseOperator):
 
         assert self._pool is not None
         outcomes = self._pool.map(prepare, range(len(files)))
+        if self._pool.stopped:
+            raise CapillaryError(
+                "upload stopped (on_kill) while validating the files: nothing was uploaded",
+                conn_id=self.capillary_conn_id,
+                namespace=self.namespace,
+            )
         bad = [outcome for outcome in outcomes if outcome.error is not None]
         if bad:
             if len(files) == 1 and isinstance(bad[0].error, Exception):
@@ -202,9 +220,13 @@ class UploadImageOperator(BaseOperator):
         return [outcome.result for outcome in outcomes]  # type: ignore[misc]
 
     def _upload_all(
-        self, files: Sequence[SourceFile], prepared: Sequence[PreparedUpload]
-    ) -> tuple[list[dict[str, Any]], list[Outcome[UploadedFile]]]:
-        """Upload every prepared file in the pool; return the records and the failed outcomes."""
+        self,
+        files: Sequence[SourceFile],
+        prepared: Sequence[PreparedUpload],
+        uploaded: dict[int, dict[str, Any]],
+    ) -> list[Outcome[UploadedFile]]:
+        """Upload every prepared file in the pool, adding each record to ``uploaded`` as it
+        arrives; return the failed outcomes."""
         hook = self.hook
         batch = len(files) > 1
         progress = UploadProgress(
@@ -226,6 +248,10 @@ class UploadImageOperator(BaseOperator):
             result = outcome.result
             if result is not None:
                 register_secret(result.secure_file_path)
+                uploaded[outcome.index] = {
+                    **result.to_dict(include_secure_url=self.include_secure_url),
+                    "source": source,
+                }
                 # DEBUG: the hook already logs one INFO line per uploaded file.
                 self.log.debug(
                     "Uploaded %s as %s/%s version %d (%d bytes), handle %s",
@@ -244,12 +270,7 @@ class UploadImageOperator(BaseOperator):
         outcomes = self._pool.map(hook.upload, prepared, on_done=on_done, on_wait=progress.tick)
         if batch:
             progress.summary()
-        records = [
-            {**outcome.result.to_dict(include_secure_url=self.include_secure_url), "source": files[i].source}
-            for i, outcome in enumerate(outcomes)
-            if outcome.result is not None
-        ]
-        return records, [outcome for outcome in outcomes if outcome.result is None]
+        return [outcome for outcome in outcomes if outcome.result is None]
 
     def _push(self, context: Context, records: list[dict[str, Any]]) -> None:
         """Push XCom keys ``uploaded`` and ``file_handles`` (before the task may fail)."""

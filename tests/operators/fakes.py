@@ -69,7 +69,11 @@ class FakeHook:
         self.namespace = namespace
         self.prepared: list[tuple[Any, dict[str, Any]]] = []
         self.uploads: list[str] = []
+        self.closed = 0
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.closed += 1
 
     def prepare_upload(
         self,

@@ -18,6 +18,7 @@ from airflow_capillary.exceptions import (
     CapillaryAuthError,
     CapillaryBatchError,
     CapillaryConfigError,
+    CapillaryError,
     CapillaryInvalidInputError,
     FailedUpload,
 )
@@ -363,6 +364,78 @@ def test_on_kill_stops_the_pool_promptly(images: Path, mocker: Any) -> None:
         "PoolStoppedError: not attempted: the task was stopped"
     ] * 2
     assert pushed(context)["uploaded"] == [record(images / "a.png")]
+
+
+def test_the_hook_built_by_the_operator_is_shared_and_closed(
+    images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = FakeHook()
+    built: list[tuple[Any, ...]] = []
+
+    def build(*args: Any, **kwargs: Any) -> FakeHook:
+        built.append((args, kwargs))
+        return hook
+
+    monkeypatch.setattr("airflow_capillary.hooks.file_service.CapillaryFileHook", build)
+    UploadImageOperator(task_id="up", source=str(images), max_workers=5).execute(make_context())
+    assert built == [(("capillary_default",), {"namespace": None, "max_connections": 5})]
+    assert (len(hook.prepared), len(hook.uploads), hook.closed) == (3, 3, 1)
+
+
+class Interrupted(BaseException):
+    """Stands for AirflowTaskTimeout / a signal raised in the main thread while it waits."""
+
+
+def test_interrupt_mid_batch_pushes_what_uploaded_then_propagates(images: Path, mocker: Any) -> None:
+    hook = FakeHook()
+    release = threading.Event()
+    original = hook.upload
+
+    def upload(prepared: Any) -> Any:
+        if prepared.file_name == "c.webp":
+            release.wait(5)
+        return original(prepared)
+
+    hook.upload = upload  # type: ignore[method-assign]
+    mocker.patch.object(UploadImageOperator, "hook", new=hook)
+    mocker.patch(
+        "airflow_capillary.operators.upload_image.BoundedPool",
+        side_effect=lambda n: BoundedPool(n, poll_interval=0.01),
+    )
+
+    def tick(self: Any) -> None:
+        if self.done >= 2:
+            raise Interrupted()
+
+    mocker.patch("airflow_capillary.operators._progress.UploadProgress.tick", tick)
+    context = make_context()
+    with pytest.raises(Interrupted):
+        UploadImageOperator(task_id="up", source=str(images), max_workers=1).execute(context)
+    release.set()
+    assert pushed(context) == {
+        "uploaded": [record(images / "a.png"), record(images / "b.jpg")],
+        "file_handles": {"a.png": "handle-a.png", "b.jpg": "handle-b.jpg"},
+    }
+
+
+def test_on_kill_while_validating_uploads_nothing(images: Path, mocker: Any) -> None:
+    hook = FakeHook()
+    op = UploadImageOperator(task_id="up", source=str(images), max_workers=1)
+    original = hook.prepare_upload
+
+    def prepare(source: Any, **kwargs: Any) -> Any:
+        op.on_kill()
+        return original(source, **kwargs)
+
+    hook.prepare_upload = prepare  # type: ignore[method-assign]
+    mocker.patch.object(UploadImageOperator, "hook", new=hook)
+    context = make_context()
+    with pytest.raises(
+        CapillaryError, match=r"^upload stopped \(on_kill\) while validating the files: nothing"
+    ):
+        op.execute(context)
+    assert hook.uploads == []
+    context["ti"].xcom_push.assert_not_called()
 
 
 def test_on_kill_before_execute_is_harmless() -> None:
