@@ -36,7 +36,9 @@ class CapillaryError(AirflowException):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.status_code = status_code
+        # Shadows AirflowException's class-level HTTP status (used by Airflow's own API server) with
+        # the status Capillary answered; a task error never reaches that API as a response.
+        self.status_code = status_code  # type: ignore[assignment]
         self.body = body
         self.conn_id = conn_id
         self.file_name = file_name

@@ -28,12 +28,31 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Capillary File Service",
+                "python-modules": ["airflow_capillary.operators.upload_image"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Capillary File Service",
+                "python-modules": ["airflow_capillary.sensors.file_service"],
+            }
+        ],
         "hooks": [
             {
                 "integration-name": "Capillary File Service",
                 "python-modules": ["airflow_capillary.hooks.file_service"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": "Capillary File Service",
+                "python-modules": ["airflow_capillary.triggers.file_service"],
+            }
+        ],
+        "extra-links": ["airflow_capillary.links.CapillaryImageLink"],
         "connection-types": [
             {
                 "connection-type": "capillary",

@@ -1,0 +1,1 @@
+"""Example DAGs of the Capillary provider (a package only so that mypy names them)."""
