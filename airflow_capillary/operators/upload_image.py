@@ -103,6 +103,13 @@ class UploadImageOperator(BaseOperator):
             raise CapillaryConfigError(
                 f"max_workers must be from 1 to {MAX_WORKERS_LIMIT}, got {max_workers}"
             )
+        valid_interval = isinstance(progress_interval, (int, float)) and not isinstance(
+            progress_interval, bool
+        )
+        if not valid_interval or progress_interval < 0:
+            raise CapillaryConfigError(
+                f"progress_interval must be a number of seconds >= 0, got {progress_interval!r}"
+            )
         if rename is not None and not callable(rename):
             raise CapillaryConfigError("rename must be a callable taking and returning a file name")
         self.source = source

@@ -314,8 +314,10 @@ def test_template_fields() -> None:
         ({"max_workers": "8"}, r"^max_workers must be an int from 1 to 64$"),
         ({"max_workers": True}, r"^max_workers must be an int from 1 to 64$"),
         ({"rename": "upper"}, r"^rename must be a callable taking and returning a file name$"),
+        ({"progress_interval": -1}, r"^progress_interval must be a number of seconds >= 0, got -1$"),
+        ({"progress_interval": "10"}, r"^progress_interval must be a number of seconds >= 0, got '10'$"),
     ],
-    ids=["zero", "too-many", "str", "bool", "rename-not-callable"],
+    ids=["zero", "too-many", "str", "bool", "rename-not-callable", "negative-interval", "str-interval"],
 )
 def test_invalid_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(CapillaryConfigError, match=message):
