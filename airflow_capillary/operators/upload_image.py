@@ -53,7 +53,8 @@ class UploadImageOperator(BaseOperator):
         source's base name. Not allowed with a batch.
     :param name_prefix: text put in front of every name of a batch (templated), e.g. ``"diwali-"``.
     :param rename: callable ``(base name) -> name`` applied to every file before ``name_prefix``.
-    :param content_type: MIME type to send (templated); default sniffed by the hook.
+    :param content_type: MIME type to send (templated); default from the extension (the hook
+        checks that the magic bytes agree with it).
     :param max_workers: concurrent uploads, 1 to 64.
     :param include_secure_url: keep ``secure_file_path`` (a pre-signed URL valid for about an
         hour) in the XCom records and the extra link; when false it is ``None``.
