@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ class Server:
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
+        self.discard = False
         self.answer: Callable[[str], tuple[int, dict[str, str], bytes]] = lambda path: (
             200,
             {},
@@ -37,7 +41,15 @@ class Server:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
+                if outer.discard:  # count and hash, keep nothing
+                    digest, left = hashlib.sha256(), length
+                    while left:
+                        chunk = self.rfile.read(min(left, 65536))
+                        digest.update(chunk)
+                        left -= len(chunk)
+                    body = digest.hexdigest().encode()
+                else:
+                    body = self.rfile.read(length)
                 outer.seen.append(
                     {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
                 )
@@ -173,3 +185,33 @@ def test_default_verify_still_honours_the_environment_bundle(set_conn, monkeypat
         "/env/bundle.pem"
     )
     assert isinstance(session, requests.Session)
+
+
+def test_64_mb_upload_over_a_real_socket_keeps_memory_flat(servers, set_conn, tmp_path: Path):
+    size = 64 * 1024 * 1024
+    path = tmp_path / "big.png"
+    with open(path, "wb") as handle:
+        handle.write(PNG[:8])
+        handle.truncate(size)
+    origin, _ = servers
+    origin.discard = True
+    origin.answer = lambda path: (200, {}, json.dumps(upload_answer("big.png", size)).encode())
+    set_conn(host=origin.base, upload_encoding="raw")
+    hook = CapillaryFileHook()
+    hook.prepare_upload(PNG, file_name="warm.png")
+    tracemalloc.start()
+    try:
+        result = hook.upload_file(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    expected = digest.hexdigest()
+    [seen] = origin.seen
+    assert seen["headers"]["Content-Length"] == str(size)
+    assert seen["body"] == expected.encode()
+    assert (result.sent_size, result.sha256) == (size, expected)
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"

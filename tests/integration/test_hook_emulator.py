@@ -226,10 +226,10 @@ def test_wrong_credentials(capillary_emulator, hook_for, auth_type):
 
 
 def test_token_is_refreshed_before_it_expires(tmp_path: Path, hook_for):
-    with CapillaryEmulator(data_dir=tmp_path / "emu", token_ttl=1) as emu:
+    with CapillaryEmulator(data_dir=tmp_path / "emu", token_ttl=3) as emu:
         hook = hook_for(emu, "oauth")
         hook.upload_file(PNG, file_name="a.png")
-        time.sleep(0.8)  # past ttl - ttl/4: refreshed before the second runs out
+        time.sleep(2.3)  # past ttl - ttl/4 = 2.25 s: refreshed before the 3 s run out
         hook.upload_file(PNG, file_name="a.png")
         assert emu.tokens_issued == 2
         assert [r["status"] for r in emu.requests() if r["path"].endswith("/a.png")] == [200, 200]
