@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -211,18 +212,34 @@ def throughput(params: dict[str, Any]) -> dict[str, Any]:
     Case 1 times the whole batch (no warm-up: opening connections is part of the job); case 2
     warms up first, so that only the steady per-upload cost is counted.
 
-    :param params: ``method``, ``paths``, ``warmup`` (optional), ``base_url``, ``basic``, ``verify``,
-        ``workers``, ``source``.
+    Bounded in time by the optional ``budget`` (seconds): past it, the result says
+    ``timed_out`` and ``count`` is ``None`` (the emulator's log tells how many uploads finished).
+
+    :param params: ``method``, ``paths``, ``warmup`` (optional), ``budget`` (optional), ``base_url``,
+        ``basic``, ``verify``, ``workers``, ``source``.
     :return: ``elapsed`` (s), ``cpu`` (s of this process) and ``count`` of the timed uploads.
     """
     run = UPLOADERS[params["method"]](params)
     if params.get("warmup"):
         run(list(params["warmup"]))
     paths = list(params["paths"])
+    budget = params.get("budget")
     cpu0, t0 = time.process_time(), time.perf_counter()
-    count = run(paths)
+    if not budget:
+        count = run(paths)
+        return {"elapsed": time.perf_counter() - t0, "cpu": time.process_time() - cpu0, "count": count}
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(run(paths)), name="bench-uploads", daemon=True)
+    worker.start()
+    worker.join(timeout=float(budget))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"elapsed": elapsed, "cpu": cpu, "count": count}
+    if worker.is_alive():
+        # Out of time: report it and leave at once (the uploads still running are abandoned).
+        _emit({"elapsed": elapsed, "cpu": cpu, "count": None, "timed_out": True})
+        os._exit(0)
+    if not done:
+        raise RuntimeError("the uploads failed (see the traceback above)")
+    return {"elapsed": elapsed, "cpu": cpu, "count": done[0]}
 
 
 def memory(params: dict[str, Any]) -> dict[str, Any]:
@@ -301,10 +318,13 @@ def main(argv: list[str]) -> int:
     :return: the exit code.
     """
     kind, raw = argv
-    result = MEASUREMENTS[kind](json.loads(raw))
+    _emit(MEASUREMENTS[kind](json.loads(raw)))
+    return 0
+
+
+def _emit(result: dict[str, Any]) -> None:
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     sys.stdout.flush()
-    return 0
 
 
 if __name__ == "__main__":

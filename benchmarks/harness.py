@@ -505,6 +505,23 @@ def upload_statuses(emu: EmulatorProcess) -> dict[str, int]:
     return counts
 
 
+def finished_uploads(result: Mapping[str, Any], statuses: Mapping[str, int], expected: int, what: str) -> int:
+    """Return how many uploads a run finished, checking a complete run against the emulator's log.
+
+    :param result: the child's result (``timed_out`` when it ran out of its time budget).
+    :param statuses: :func:`upload_statuses` after the run.
+    :param expected: uploads a complete run makes.
+    :param what: the run, for the error message.
+    :return: ``expected`` for a complete run; the uploads answered 200 for a timed-out one.
+    :raises RuntimeError: when a complete run is not exactly ``expected`` uploads answered 200.
+    """
+    if result.get("timed_out"):
+        return int(statuses.get("200", 0))
+    if dict(statuses) != {"200": expected}:
+        raise RuntimeError(f"{what}: expected {expected} uploads answered 200, got {dict(statuses)}")
+    return expected
+
+
 @contextmanager
 def workspace(prefix: str, keep: bool = False) -> Iterator[Path]:
     """Yield a temporary directory, removed afterwards unless ``keep``.

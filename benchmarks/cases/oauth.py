@@ -18,6 +18,7 @@ from benchmarks.harness import (
     Table,
     Verdict,
     emulator,
+    finished_uploads,
     run_child,
     upload_statuses,
     write_images,
@@ -38,6 +39,9 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 LONG_TTL = 300
+#: Time budget of one run (seconds per upload, at least MIN_BUDGET).
+BUDGET_PER_UPLOAD = 0.4
+MIN_BUDGET = 60.0
 #: The hook refreshes a token this many seconds before it expires, at most a quarter of its lifetime.
 REFRESH_MARGIN = 30.0
 
@@ -75,11 +79,13 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
             emu.configure(token_ttl=ttl, latency=latency)
             emu.reset()
             params = {"method": "operator", "workers": workers, "paths": paths, "source": str(folder)}
+            if not size.get("inline"):
+                params["budget"] = max(MIN_BUDGET, BUDGET_PER_UPLOAD * count)
             result = run_child("throughput", params, env=env, inline=bool(size.get("inline")))
             statuses = upload_statuses(emu)
             tokens = [entry for entry in emu.token_requests() if entry.get("accepted")]
-            if statuses.get("200") != count:
-                raise RuntimeError(f"TTL {ttl} s: expected {count} uploads answered 200, got {statuses}")
+            # 401s are what this case counts; a complete run must still have every upload answered 200.
+            done = finished_uploads(result, {"200": statuses.get("200", 0)}, count, f"TTL {ttl} s")
             times = sorted(float(entry["time"]) for entry in tokens)
             gaps = [b - a for a, b in itertools.pairwise(times)]
             runs.append(
@@ -91,6 +97,8 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
                     "expected": expected_tokens(result["elapsed"], ttl),
                     "unauthorized": statuses.get("401", 0),
                     "statuses": statuses,
+                    "finished": done,
+                    "timed_out": bool(result.get("timed_out")),
                     "min_gap": min(gaps) if gaps else None,
                 }
             )
@@ -112,7 +120,7 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
         table.add(
             f"{item['ttl']} s",
             f"{item['latency'] * 1000:g} ms",
-            count,
+            f"{item['finished']} of {count} (stopped at its time budget)" if item["timed_out"] else count,
             workers,
             f"{item['seconds']:.1f}",
             item["expected"],
@@ -120,26 +128,9 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
             item["unauthorized"],
             "n/a" if item["min_gap"] is None else f"{item['min_gap']:.2f}",
         )
-    long_run = runs[0]
-    verdicts = [
-        Verdict(
-            f"{count} uploads over {workers} threads, {LONG_TTL} s TTL: exactly 1 token request",
-            long_run["tokens"] == 1 and long_run["unauthorized"] == 0,
-            f"{long_run['tokens']} token request(s), {long_run['unauthorized']} upload(s) answered 401",
-        )
-    ]
+    verdicts = [_verdict(runs[0], count, workers, exact=True)]
     if len(runs) > 1:
-        short = runs[1]
-        verdicts.append(
-            Verdict(
-                "TTL shorter than the run: one token per TTL window, no upload sent with an expired token",
-                short["unauthorized"] == 0 and 1 <= short["tokens"] <= short["expected"] + 1,
-                f"{short['tokens']} token requests for a {short['seconds']:.1f} s run spanning "
-                f"{short['expected']} windows of {short['ttl']} s (refreshed "
-                f"{min(REFRESH_MARGIN, short['ttl'] / 4):g} s early); {short['unauthorized']} upload(s) "
-                "answered 401",
-            )
-        )
+        verdicts.append(_verdict(runs[1], count, workers, exact=False))
     return CaseResult(
         number=NUMBER,
         title=TITLE,
@@ -157,3 +148,28 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
         data={"runs": runs},
         seconds=time.perf_counter() - started,
     )
+
+
+def _verdict(item: dict[str, Any], count: int, workers: int, *, exact: bool) -> Verdict:
+    """Judge one run: exactly one token (``exact``), or at most one per window; never a 401.
+
+    A run stopped at its time budget proves the target only for what it finished: it is then
+    ``not measured`` unless it already failed.
+    """
+    partial = f" (only {item['finished']} of {count} uploads finished within the time budget)"
+    if exact:
+        target = f"{count} uploads over {workers} threads, {LONG_TTL} s TTL: exactly 1 token request"
+        ok = item["tokens"] == 1 and item["unauthorized"] == 0
+        detail = f"{item['tokens']} token request(s), {item['unauthorized']} upload(s) answered 401"
+    else:
+        target = "TTL shorter than the run: one token per TTL window, no upload sent with an expired token"
+        ok = item["unauthorized"] == 0 and 1 <= item["tokens"] <= item["expected"] + 1
+        detail = (
+            f"{item['tokens']} token requests for a {item['seconds']:.1f} s run spanning "
+            f"{item['expected']} windows of {item['ttl']} s (refreshed "
+            f"{min(REFRESH_MARGIN, item['ttl'] / 4):g} s early); "
+            f"{item['unauthorized']} upload(s) answered 401"
+        )
+    if item["timed_out"]:
+        return Verdict(target, False if not ok else None, detail + partial)
+    return Verdict(target, ok, detail)
