@@ -32,6 +32,7 @@ from airflow_capillary.hooks._answer import check_upload_answer, failure, given_
 from airflow_capillary.hooks._auth import CapillaryAuth, CapillaryBasicAuth, CapillaryOAuth
 from airflow_capillary.hooks._body import UploadBody, build_body
 from airflow_capillary.hooks._config import SETTINGS, CapillaryConnectionConfig
+from airflow_capillary.hooks._form import connection_form_widgets, ui_field_behaviour
 from airflow_capillary.hooks._retry import TransientHTTPError, build_retrying
 from airflow_capillary.hooks._session import build_session
 from airflow_capillary.hooks._source import PreparedUpload, UploadSource, resolve_source
@@ -141,6 +142,22 @@ class CapillaryFileHook(BaseHook):
                     auth = CapillaryBasicAuth(cfg.login, cfg.password, password_is_md5=cfg.password_is_md5)
                 self.__dict__["auth"] = auth
             return self.__dict__["auth"]
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Return the connection form fields for Airflow 3.1 (3.2+ reads ``conn-fields`` instead).
+
+        :return: field name -> wtforms field, derived from ``get_provider_info()``.
+        """
+        return connection_form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return the form's hidden fields, labels and placeholders for Airflow 3.1.
+
+        :return: ``hidden_fields``, ``relabeling`` and ``placeholders`` from ``get_provider_info()``.
+        """
+        return ui_field_behaviour()
 
     def get_conn(self) -> requests.Session:
         """Return the hook's session (Airflow's generic hook interface).

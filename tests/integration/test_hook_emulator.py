@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # 10,248 bytes
 #: Fast retries: tiny backoff, Retry-After honoured but capped at 50 ms.
-FAST = {"retry_min_wait": 0.01, "retry_max_wait": 0.05, "retry_after_max": 0.05}
+FAST: dict[str, Any] = {"retry_min_wait": 0.01, "retry_max_wait": 0.05, "retry_after_max": 0.05}
 
 
 @pytest.fixture(scope="module")
