@@ -108,9 +108,10 @@ class EmulatorProcess(ConnectionStrings):
         stdout = self.process.stdout
         assert stdout is not None
 
-        def pump() -> None:
-            for line in stdout:
-                lines.put(line.rstrip("\n"))
+        def pump() -> None:  # drains stdout until the child exits, then closes it
+            with stdout:
+                for line in stdout:
+                    lines.put(line.rstrip("\n"))
             lines.put(None)
 
         threading.Thread(target=pump, name="capillary-emulator-stdout", daemon=True).start()
@@ -142,8 +143,6 @@ class EmulatorProcess(ConnectionStrings):
         code = None
         if self.process is not None:
             code = self.process.wait(timeout=timeout)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
