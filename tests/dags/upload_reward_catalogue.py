@@ -76,5 +76,5 @@ with DAG(
         """Stand-in for publishing rewards: count the handles the catalogue upload pushed."""
         return len(file_handles)
 
-    publish(XComArg(upload_catalogue, key="file_handles"))  # type: ignore[arg-type]  # resolved at run time
+    publish(XComArg(upload_catalogue, key="file_handles"))
 # [END upload_image_operator]

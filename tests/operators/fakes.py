@@ -8,11 +8,16 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from unittest import mock
+
+import pytest
 
 from airflow_capillary.exceptions import CapillaryInvalidInputError, CapillaryServiceUnavailableError
 from airflow_capillary.models import UploadedFile
 
 LAST_MODIFIED = datetime(2026, 11, 26, 4, 10, 59, tzinfo=timezone.utc)
+NAMES = ["a.png", "b.jpg", "c.webp"]
+OPERATOR_LOGGER = "capillary.test.operator"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,3 +117,29 @@ def unavailable(name: str) -> CapillaryServiceUnavailableError:
         f"uploading {name} to namespace rewards (connection capillary_default): HTTP 503 after 6 attempts",
         status_code=503,
     )
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the operator logged (with the ``oplog`` fixture)."""
+    return [r.getMessage() for r in caplog.records if r.name == OPERATOR_LOGGER]
+
+
+def make_context() -> Any:
+    """The parts of a task context the operator uses: ``ti`` (a mock) and ``outlet_events``."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return {"ti": mock.MagicMock(name="ti"), "outlet_events": OutletEventAccessors()}
+
+
+def pushed(context: dict[str, Any]) -> dict[str, Any]:
+    """The XComs pushed (besides the return value), checking the keys and their order."""
+    calls = context["ti"].xcom_push.call_args_list
+    assert [c.kwargs["key"] for c in calls] == ["uploaded", "file_handles"]
+    return {c.kwargs["key"]: c.kwargs["value"] for c in calls}
+
+
+def record(path: Path, name: str | None = None, *, secure: bool = True) -> dict[str, Any]:
+    """The record the operator should push for ``path`` uploaded through the fake hook."""
+    name = name or path.name
+    expected = uploaded_file(name, path.stat().st_size).to_dict(include_secure_url=secure)
+    return {**expected, "source": str(path)}
