@@ -83,12 +83,18 @@ class CapillaryRequestRejectedError(CapillaryError):
 
 
 class CapillaryServiceUnavailableError(CapillaryError):
-    """Capillary could not be reached or kept failing (connection errors, timeouts, 429, 5xx) after every retry."""
+    """Capillary could not be reached, or kept failing, after every retry.
+
+    Connection errors, timeouts, 429 and 502/503/504 (500 when configured) are retried first.
+    """
 
 
 class CapillaryIntegrityError(CapillaryError):
-    """Capillary's answer cannot be trusted: ``status`` "false", ``code`` not 200, a stored size that
-    differs from what was sent, a malformed or incomplete body."""
+    """Capillary's answer cannot be trusted.
+
+    ``status`` "false", ``code`` not 200, a stored size that differs from what was sent, or a
+    malformed or incomplete body.
+    """
 
 
 class CapillaryVerificationError(CapillaryIntegrityError):

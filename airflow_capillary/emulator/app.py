@@ -3,6 +3,7 @@
 Routes:
 
 - ``POST /api_gateway/file-service/{namespace}/{file name}``: upload (see ``upload``).
+- ``GET``/``HEAD`` of an upload path: 401 or 405, a side-effect-free probe of the credentials.
 - ``POST /v3/oauth/token/generate``: OAuth access token from ``{"key", "secret"}`` (JSON or form).
 - ``GET``/``HEAD /_s3/{bucket}/{s3_token}?X-Amz-...``: pre-signed download (see ``download``).
 - Control (no auth, not logged): ``GET``/``POST``/``DELETE /_emulator/faults`` (list, queue a JSON
@@ -36,7 +37,7 @@ from airflow_capillary.emulator.responses import (
     token_error,
 )
 from airflow_capillary.emulator.state import EmulatorState
-from airflow_capillary.emulator.upload import UPLOAD_PREFIX, upload
+from airflow_capillary.emulator.upload import UPLOAD_PREFIX, probe, upload
 
 TOKEN_PATH = "/v3/oauth/token/generate"
 CONTROL_PREFIX = "/_emulator"
@@ -198,6 +199,8 @@ def create_app(state: EmulatorState) -> Starlette:
     """
     routes = [
         Route(f"{UPLOAD_PREFIX}/{{namespace}}/{{file_name:capillary_any}}", upload, methods=["POST"]),
+        Route(f"{UPLOAD_PREFIX}/{{namespace}}/{{file_name:capillary_any}}", probe, methods=["GET", "HEAD"]),
+        Route(f"{UPLOAD_PREFIX}/{{namespace}}", probe, methods=["GET", "HEAD"]),
         Route(TOKEN_PATH, generate_token, methods=["POST"]),
         Route(f"{S3_PREFIX}/{{rest:path}}", download, methods=["GET", "HEAD"]),
         Route(f"{CONTROL_PREFIX}/faults", control_faults, methods=["GET", "POST", "DELETE"]),

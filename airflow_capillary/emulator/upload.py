@@ -210,6 +210,22 @@ async def upload(request: Request) -> Response:
     return finish(entry, response)
 
 
+async def probe(request: Request) -> Response:
+    """Answer a ``GET``/``HEAD`` of an upload path: 401 without valid credentials, else 405.
+
+    Capillary documents no read endpoint; a client (the hook's ``test_connection``) can still
+    tell refused credentials from accepted ones without uploading anything. Nothing is logged
+    or faulted.
+
+    :param request: the request.
+    :return: 401 or 405 (``Allow: POST``) with the upload API's error body.
+    """
+    state: EmulatorState = request.app.state.emulator
+    if state.auth.authenticate(request.headers) is None:
+        return upload_error(401, "Unauthorized: invalid or missing credentials")
+    return upload_error(405, "Method not allowed: upload with POST", {"Allow": "POST"})
+
+
 async def _upload(
     request: Request, state: EmulatorState, entry: dict[str, Any], fault: Fault | None
 ) -> Response:

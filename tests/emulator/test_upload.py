@@ -381,3 +381,30 @@ def test_big_upload_streams_to_disk(emu: CapillaryEmulator) -> None:
     for _ in range(count):
         expected.update(block)
     assert emu.stored_files()[0]["sha256"] == expected.hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("GET", "rewards", basic_header(), 405),
+        ("HEAD", "rewards", basic_header(), 405),
+        ("GET", "rewards/test.png", basic_header(), 405),
+        ("GET", "rewards", basic_header(password="wrong"), 401),
+        ("GET", "rewards", {}, 401),
+    ],
+    ids=["get-namespace", "head-namespace", "get-file", "wrong-password", "no-credentials"],
+)
+def test_reading_an_upload_path_probes_credentials_without_side_effects(
+    emu: CapillaryEmulator, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = requests.request(
+        method, f"{emu.base_url}/api_gateway/file-service/{path}", headers=headers, timeout=10
+    )
+
+    assert response.status_code == status
+    if method == "GET":
+        assert response.json()["code"] == status
+    if status == 405:
+        assert response.headers["allow"] == "POST"
+    assert emu.stored_files() == []
+    assert emu.requests() == []
