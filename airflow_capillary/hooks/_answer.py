@@ -6,7 +6,7 @@ request function. Every text taken from a response is redacted before it reaches
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,6 +15,7 @@ import requests
 from airflow_capillary._redact import SENSITIVE_QUERY_PARAMS, redact_body, redact_text, register_secret
 from airflow_capillary.exceptions import (
     CapillaryAuthError,
+    CapillaryConfigError,
     CapillaryError,
     CapillaryIntegrityError,
     CapillaryRequestRejectedError,
@@ -206,3 +207,43 @@ def given_up(
     return CapillaryServiceUnavailableError(
         f"{what}: cannot reach {urlsplit(url).netloc}{tries}: {reason}", **ids
     )
+
+
+def probe_verdict(url: str, auth_type: str, status: int) -> tuple[bool, str]:
+    """Judge the answer to ``test_connection``'s authenticated, non-mutating probe.
+
+    Capillary documents no read endpoint, so this is an inference: 401/403 means the
+    credentials were refused, 5xx that the service is unavailable, anything else (404 and 405
+    included: the request got past authentication) that the connection works.
+
+    :param url: the probed URL.
+    :param auth_type: ``basic`` or ``oauth``.
+    :param status: the HTTP status of the answer.
+    :return: ``(ok, message)``.
+    """
+    if status in (401, 403):
+        return False, f"credentials refused: {url} answered HTTP {status} for {auth_type} auth"
+    if status >= 500:
+        return False, f"service unavailable: {url} answered HTTP {status}"
+    how = "token generated, " if auth_type == "oauth" else ""
+    return True, f"ok: {how}{url} answered HTTP {status} to {auth_type} credentials"
+
+
+def probe_failure(exc: BaseException, base_url: str, redact: Callable[[str], str]) -> str:
+    """Describe why ``test_connection`` could not get an answer.
+
+    :param exc: what was raised while resolving the connection, fetching a token or probing.
+    :param base_url: the file-service URL (or the connection id when it could not be resolved).
+    :param redact: masks credentials in the text.
+    :return: a message starting with ``invalid configuration``, ``credentials refused``,
+        ``service unavailable`` or ``cannot reach`` (else the exception type).
+    """
+    if isinstance(exc, CapillaryConfigError):
+        return f"invalid configuration: {exc}"
+    if isinstance(exc, CapillaryAuthError):
+        return f"credentials refused: {redact(str(exc))}"
+    if isinstance(exc, TransientHTTPError):
+        return f"service unavailable: {exc}"
+    if isinstance(exc, requests.RequestException):
+        return f"cannot reach {base_url}: {redact(str(exc))}"
+    return f"{type(exc).__name__}: {redact(str(exc))}"

@@ -23,12 +23,17 @@ from tenacity import RetryCallState
 from airflow_capillary import _validation as v
 from airflow_capillary._redact import redact_text
 from airflow_capillary.exceptions import (
-    CapillaryAuthError,
     CapillaryConfigError,
     CapillaryError,
     CapillaryInvalidInputError,
 )
-from airflow_capillary.hooks._answer import check_upload_answer, failure, given_up
+from airflow_capillary.hooks._answer import (
+    check_upload_answer,
+    failure,
+    given_up,
+    probe_failure,
+    probe_verdict,
+)
 from airflow_capillary.hooks._auth import CapillaryAuth, CapillaryBasicAuth, CapillaryOAuth
 from airflow_capillary.hooks._body import UploadBody, build_body
 from airflow_capillary.hooks._config import SETTINGS, CapillaryConnectionConfig
@@ -324,25 +329,13 @@ class CapillaryFileHook(BaseHook):
             url = cfg.url(cfg.test_path or v.upload_path(cfg.namespace, "").rstrip("/"))
             if isinstance(self.auth, CapillaryOAuth):
                 self.auth.token()
-            response = self.session.get(url, auth=self.auth, timeout=cfg.timeout, allow_redirects=False)
-        except CapillaryConfigError as exc:
-            return False, f"invalid configuration: {exc}"
-        except CapillaryAuthError as exc:
-            return False, f"credentials refused: {self._redact(str(exc))}"
-        except TransientHTTPError as exc:
-            return False, f"service unavailable: {exc}"
-        except requests.RequestException as exc:
-            return False, f"cannot reach {self.config.base_url}: {self._redact(str(exc))}"
+            with self.session.get(
+                url, auth=self.auth, timeout=cfg.timeout, allow_redirects=False
+            ) as response:
+                return probe_verdict(url, cfg.auth_type, response.status_code)
         except Exception as exc:
-            return False, f"{type(exc).__name__}: {self._redact(str(exc))}"
-        status = response.status_code
-        response.close()
-        if status in (401, 403):
-            return False, f"credentials refused: {url} answered HTTP {status} for {cfg.auth_type} auth"
-        if status >= 500:
-            return False, f"service unavailable: {url} answered HTTP {status}"
-        how = "token generated, " if cfg.auth_type == "oauth" else ""
-        return True, f"ok: {how}{url} answered HTTP {status} to {cfg.auth_type} credentials"
+            base_url = self.config.base_url if "config" in self.__dict__ else self.capillary_conn_id
+            return False, probe_failure(exc, base_url, self._redact)
 
     def close(self) -> None:
         """Close the session's pooled connections (a later call opens a new session)."""
