@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable
 from typing import IO, Any, BinaryIO, cast
 
@@ -149,12 +150,13 @@ def _stream_source(stream: Any) -> Source:
         spool.close()
         raise CapillaryInvalidInputError(f"{label} does not yield bytes: open it in binary mode") from None
     size = spool.tell()
-    return Source(
-        label=label,
-        size=size,
-        default_name=default_name,
-        opener=lambda: cast("BinaryIO", io.BufferedReader(_Window(cast("IO[bytes]", spool), 0))),
-    )
+
+    def opener() -> BinaryIO:
+        return cast("BinaryIO", io.BufferedReader(_Window(cast("IO[bytes]", spool), 0)))
+
+    # The spool lives as long as something (a Source, a PreparedUpload) can still reopen it.
+    weakref.finalize(opener, spool.close)
+    return Source(label=label, size=size, default_name=default_name, opener=opener)
 
 
 def _seekable(stream: Any) -> bool:

@@ -545,7 +545,8 @@ def test_prepare_upload_is_reusable(make_hook, tmp_path: Path):
         url=f"{BASE}/api_gateway/file-service/loyalty/test.png",
     )
     assert rec.sent == []
-    assert prepared.open().read() == PNG
+    with prepared.open() as stream:
+        assert stream.read() == PNG
     hook.upload(prepared)
     hook.upload(prepared)
     assert [file_part(s)[1] for s in rec.sent] == [PNG, PNG]
