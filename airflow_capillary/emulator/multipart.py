@@ -46,7 +46,7 @@ class MultipartReceiver:
     def __init__(self, boundary: bytes, new_sink: Callable[[], BodySink]) -> None:
         self._new_sink = new_sink
         self.parts: list[Part] = []
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, bytes] = {}
         self._field = bytearray()
         self._value = bytearray()
         self._current: Part | None = None
@@ -74,18 +74,21 @@ class MultipartReceiver:
         self._value += data[start:end]
 
     def _on_header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").lower()] = self._value.decode("utf-8", "replace")
+        # Raw bytes: browsers and curl send a UTF-8 file name as is in Content-Disposition.
+        self._headers[self._field.decode("latin-1").lower()] = bytes(self._value)
         self._field.clear()
         self._value.clear()
 
     def _on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get("content-disposition", ""))
+        _, options = parse_options_header(self._headers.get("content-disposition", b""))
         name = options.get(b"name")
         filename = options.get(b"filename")
         self._current = Part(
             name=name.decode("utf-8", "replace") if name is not None else None,
             filename=filename.decode("utf-8", "replace") if filename is not None else None,
-            content_type=self._headers.get("content-type"),
+            content_type=self._headers["content-type"].decode("latin-1")
+            if "content-type" in self._headers
+            else None,
             sink=self._new_sink(),
         )
         self.parts.append(self._current)

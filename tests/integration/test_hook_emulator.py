@@ -101,12 +101,6 @@ def test_upload_stores_the_exact_bytes(emulator, hook_for, auth_type, tmp_path: 
     assert emulator.base_url.startswith("https://" if emulator.ca_cert_path else "http://")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator bug: its multipart parser hands python-multipart a str header, which fails to encode "
-    "characters outside latin-1 (HTTP 500); browsers and curl send the UTF-8 file name as is, "
-    "as the hook does",
-)
 def test_file_name_outside_latin_1(capillary_emulator, hook_for):
     assert hook_for(capillary_emulator).upload_file(PNG, file_name="gift €.png").name == "gift €.png"
 
@@ -252,11 +246,6 @@ def test_test_connection_oauth_credentials_refused(capillary_emulator, hook_for)
     assert "wrong" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the emulator routes GET on upload paths (405) before it authenticates, so a Basic probe "
-    "cannot see refused credentials; remove this mark once it authenticates every /api_gateway request",
-)
 def test_test_connection_basic_credentials_refused(capillary_emulator, hook_for):
     ok, message = hook_for(capillary_emulator, "basic", password="wrong").test_connection()
     assert (ok, message.split(":")[0]) == (False, "credentials refused")
