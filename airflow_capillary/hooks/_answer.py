@@ -213,8 +213,9 @@ def probe_verdict(url: str, auth_type: str, status: int) -> tuple[bool, str]:
     """Judge the answer to ``test_connection``'s authenticated, non-mutating probe.
 
     Capillary documents no read endpoint, so this is an inference: 401/403 means the
-    credentials were refused, 5xx that the service is unavailable, anything else (404 and 405
-    included: the request got past authentication) that the connection works.
+    credentials were refused, 5xx that the service is unavailable, a redirect that nothing can
+    be concluded (it may come before authentication), anything else (404 and 405 included: the
+    request got past authentication) that the connection works.
 
     :param url: the probed URL.
     :param auth_type: ``basic`` or ``oauth``.
@@ -225,6 +226,11 @@ def probe_verdict(url: str, auth_type: str, status: int) -> tuple[bool, str]:
         return False, f"credentials refused: {url} answered HTTP {status} for {auth_type} auth"
     if status >= 500:
         return False, f"service unavailable: {url} answered HTTP {status}"
+    if 300 <= status < 400:
+        return False, (
+            f"inconclusive: {url} answered a redirect (HTTP {status}) before proving the credentials; "
+            "set the connection's test_path extra to an authenticated path"
+        )
     how = "token generated, " if auth_type == "oauth" else ""
     return True, f"ok: {how}{url} answered HTTP {status} to {auth_type} credentials"
 

@@ -612,8 +612,14 @@ PROBE = f"{BASE}/api_gateway/file-service/rewards"
         ([Reply(503)], False, f"service unavailable: {PROBE} answered HTTP 503"),
         ([requests.ConnectionError("refused")], False, f"cannot reach {BASE}: refused"),
         ([requests.exceptions.ConnectTimeout("slow")], False, f"cannot reach {BASE}: slow"),
+        (
+            [Reply(307, headers={"Location": "/elsewhere"})],
+            False,
+            f"inconclusive: {PROBE} answered a redirect (HTTP 307) before proving the credentials; "
+            "set the connection's test_path extra to an authenticated path",
+        ),
     ],
-    ids=["404", "405", "401", "403", "503", "connection-error", "timeout"],
+    ids=["404", "405", "401", "403", "503", "connection-error", "timeout", "redirect"],
 )
 def test_test_connection_basic(make_hook, script, ok, message):
     hook, rec = make_hook(script)
