@@ -45,7 +45,7 @@ DAGS = (
     ),
     ("fixed cost: 3 `EmptyOperator`s, no upload", "bench_parse_empty", "parse_empty.py"),
 )
-DAGS_TEST_TIMEOUT = 900.0
+DAGS_TEST_TIMEOUT = 420.0
 
 
 def _airflow() -> str:

@@ -1,7 +1,7 @@
 """Case 3: peak RSS of a client process uploading one large image, hook against ``requests.post(files=...)``.
 
-The baseline of each run is the client's peak RSS after imports, set-up and one small warm-up
-upload; the growth is what the large upload adds to that peak (``ru_maxrss``).
+The baseline of each run is the client's RSS after imports, set-up and one small warm-up upload;
+the growth is the peak during the large upload (sampled every 5 ms, and ``ru_maxrss``) minus it.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
         [
             "File",
             "Client",
-            "Baseline peak RSS (MB)",
+            "RSS before (MB)",
             "Peak RSS during upload (MB)",
             "Growth (MB, median)",
             "Growth spread",
@@ -117,8 +117,9 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
         method=(
             "One file per size: a PNG signature and header followed by random bytes, uploaded to the "
             "emulator (plain HTTP on loopback, no size limit) by a fresh client process per run. "
-            "Growth = `ru_maxrss` after the upload minus `ru_maxrss` after imports, set-up and one "
-            "50 KB warm-up upload. `requests.post(files=...)` builds the whole multipart body in "
+            "Growth = the peak RSS during the upload (sampled every 5 ms from `/proc/self/statm`, and "
+            "`ru_maxrss` when it rose) minus the RSS after imports, set-up and one 50 KB warm-up upload. "
+            "`requests.post(files=...)` builds the whole multipart body in "
             f"memory. Rounds per size: {repeats}."
         ),
         params=dict(size),

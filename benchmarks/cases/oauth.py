@@ -39,9 +39,10 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 LONG_TTL = 300
-#: Time budget of one run (seconds per upload, at least MIN_BUDGET).
-BUDGET_PER_UPLOAD = 0.4
-MIN_BUDGET = 60.0
+#: Time budget of one run: BUDGET_FACTOR times what the batch needs at 85% of its latency-bound
+#: limit, at least MIN_BUDGET seconds.
+BUDGET_FACTOR = 5.0
+MIN_BUDGET = 30.0
 #: The hook refreshes a token this many seconds before it expires, at most a quarter of its lifetime.
 REFRESH_MARGIN = 30.0
 
@@ -80,7 +81,7 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
             emu.reset()
             params = {"method": "operator", "workers": workers, "paths": paths, "source": str(folder)}
             if not size.get("inline"):
-                params["budget"] = max(MIN_BUDGET, BUDGET_PER_UPLOAD * count)
+                params["budget"] = max(MIN_BUDGET, BUDGET_FACTOR * count * latency / (0.85 * workers))
             result = run_child("throughput", params, env=env, inline=bool(size.get("inline")))
             statuses = upload_statuses(emu)
             tokens = [entry for entry in emu.token_requests() if entry.get("accepted")]
