@@ -76,7 +76,11 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Authentication",
                         "description": "basic: till username and MD5 of the password; "
                         "oauth: client credentials exchanged for a token.",
-                        "schema": {"type": ["string", "null"], "enum": ["basic", "oauth"], "default": "basic"},
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["basic", "oauth"],
+                            "default": "basic",
+                        },
                     },
                     "md5_prehashed": {
                         "label": "Password is already an MD5 hex digest",
@@ -122,7 +126,11 @@ def get_provider_info() -> dict[str, Any]:
                     "upload_encoding": {
                         "label": "Upload encoding",
                         "description": "multipart: a form part holds the image; raw: the image is the body.",
-                        "schema": {"type": ["string", "null"], "enum": ["multipart", "raw"], "default": "multipart"},
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["multipart", "raw"],
+                            "default": "multipart",
+                        },
                     },
                     "file_field": {
                         "label": "Multipart field name",
@@ -136,6 +144,46 @@ def get_provider_info() -> dict[str, Any]:
                     "retry_on_500": {
                         "label": "Retry on HTTP 500",
                         "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "retry_min_wait": {
+                        "label": "Shortest wait between retries (seconds)",
+                        "schema": {"type": ["number", "null"], "default": 1, "minimum": 0},
+                    },
+                    "retry_max_wait": {
+                        "label": "Longest wait between retries (seconds)",
+                        "schema": {"type": ["number", "null"], "default": 30, "minimum": 0},
+                    },
+                    "retry_after_max": {
+                        "label": "Longest Retry-After honoured (seconds)",
+                        "schema": {"type": ["number", "null"], "default": 120, "minimum": 0},
+                    },
+                    "retry_integrity_errors": {
+                        "label": "Upload again after an untrustworthy answer",
+                        "description": "status 'false', malformed JSON or a wrong stored size: upload again "
+                        "(each upload creates a version) instead of failing.",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "check_content": {
+                        "label": "Check image content against the extension",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "allow_empty": {
+                        "label": "Allow empty files",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "max_connections": {
+                        "label": "Connection pool size",
+                        "schema": {"type": ["integer", "null"], "default": 16, "minimum": 1},
+                    },
+                    "test_path": {
+                        "label": "Path probed by the Test button",
+                        "description": "An authenticated, read-only path. Default: the namespace's upload path.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "proxies": {
+                        "label": "Proxies (JSON)",
+                        "description": 'requests-style, e.g. {"https": "http://proxy:3128"}.',
+                        "schema": {"type": ["object", "null"], "format": "json"},
                     },
                     "max_file_size": {
                         "label": "Maximum file size (bytes)",
