@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import httpx
 from airflow.configuration import conf
@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - Airflow 3.1
     from airflow.exceptions import AirflowSensorTimeout  # type: ignore[attr-defined,no-redef,unused-ignore]
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
     from airflow_capillary.hooks.file_service import CapillaryFileHook
@@ -127,6 +128,7 @@ class CapillaryFileSensor(BaseSensorOperator):
         self._records: list[Mapping[str, Any]] = []
         self._single = False
         self._state: VerificationState | None = None
+        self._flattened: tuple[list[Mapping[str, Any]], bool] | None = None
 
     @cached_property
     def hook(self) -> CapillaryFileHook:
@@ -167,11 +169,27 @@ class CapillaryFileSensor(BaseSensorOperator):
                 max_concurrency=self.max_concurrency,
             ),
             method_name="execute_complete",
-            kwargs={"single": self._single},
+        )
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render ``files``, then mask the secure URLs' session credentials before Airflow stores
+        the rendered fields (they would otherwise show in the UI).
+
+        :param context: the task context.
+        :param jinja_env: the Jinja environment.
+        """
+        super().render_template_fields(context, jinja_env)
+        try:
+            self._flattened = flatten_files(self.files)
+        except CapillaryInvalidInputError:
+            self._flattened = None  # execute() reports it
+            return
+        _register_url_secrets(
+            r["secure_file_path"] for r in self._flattened[0] if isinstance(r.get("secure_file_path"), str)
         )
 
     def _prepare(self) -> None:
-        records, self._single = flatten_files(self.files)
+        records, self._single = self._flattened or flatten_files(self.files)
         files = expected_files(records, self.verify)
         self._records = records
         self._state = VerificationState(files, self.max_consecutive_failures)
@@ -222,12 +240,11 @@ class CapillaryFileSensor(BaseSensorOperator):
         self.log.info("the storage asked to wait %.1f s (Retry-After)", retry_after)
         return max(interval, min(retry_after, self.timeout - run_duration()))
 
-    def execute_complete(self, context: Context, event: Any = None, single: bool = False) -> Any:
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
         """Resume after the trigger fired: return the records or raise the matching error.
 
         :param context: the task context.
         :param event: the trigger's event payload.
-        :param single: whether ``files`` was a single record (set when deferring).
         :return: the verified records (see the class docstring).
         :raises CapillaryError: the trigger reported an error (type by ``kind``), or the event is
             not one the trigger sends.
@@ -254,7 +271,9 @@ class CapillaryFileSensor(BaseSensorOperator):
         records = event.get("records")
         if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
             raise CapillaryError(f"unexpected success event from CapillaryFileTrigger: {_describe(event)}")
-        self._single = single
+        # The output shape follows ``files``, rendered again on resume (no extra state to carry:
+        # ``dag.test()`` drops the deferral's kwargs when it runs a trigger inline).
+        self._single = (self._flattened or flatten_files(self.files))[1]
         self.log.info("all %d file(s) are served intact", len(records))
         return self._output(records)
 
@@ -320,13 +339,21 @@ def _flatten_into(value: Any, out: list[Mapping[str, Any]], where: str) -> None:
 
 
 def _register_url_secrets(urls: Iterable[str]) -> None:
-    """Mask the session credentials of secure URLs in task logs (a few distinct values per run)."""
+    """Mask the session credentials of secure URLs in task logs and rendered fields.
+
+    Both the decoded value and the percent-encoded form that appears in the URL text are
+    registered; a run has a few distinct values (one session token for many URLs).
+    """
     seen: set[str] = set()
     for url in urls:
-        for key, value in parse_qsl(urlsplit(url).query):
-            if key.lower() in _MASKED_PARAMS and value not in seen:
-                seen.add(value)
-                register_secret(value)
+        for part in urlsplit(url).query.split("&"):
+            key, _, raw = part.partition("=")
+            if unquote_plus(key).lower() not in _MASKED_PARAMS:
+                continue
+            for value in (unquote_plus(raw), raw):
+                if value not in seen:
+                    seen.add(value)
+                    register_secret(value)
 
 
 def _describe(event: Any) -> str:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -63,6 +64,7 @@ def _child(dags_folder: str, folder: str, base_url: str, out: str) -> None:  # p
     import importlib.util
 
     import requests
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.sdk import DAG
@@ -92,12 +94,14 @@ def _child(dags_folder: str, folder: str, base_url: str, out: str) -> None:  # p
         with session_factory() as session:
             tis = session.query(TaskInstance).filter_by(dag_id=DAG_ID, run_id=run.run_id).all()
             xcoms = session.query(XComModel).filter_by(dag_id=DAG_ID, run_id=run.run_id).all()
+            rendered = session.query(RenderedTaskInstanceFields).filter_by(dag_id=DAG_ID, run_id=run.run_id)
             report[name] = {
                 "run_state": str(run.state),
                 "states": {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis},
                 "xcoms": {
                     f"{x.task_id}[{x.map_index}].{x.key}": XComModel.deserialize_value(x) for x in xcoms
                 },
+                "rendered": {f"{r.task_id}[{r.map_index}]": r.rendered_fields for r in rendered},
             }
         sys.stdout.flush()
         sys.stderr.flush()
@@ -144,6 +148,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             text=True,
             timeout=280,
         )
+        (root / "child.log").write_text(proc.stdout)
         assert proc.returncode == 0, proc.stdout[-6000:]
         logs = {}
         for name in SCENARIOS:
@@ -223,6 +228,18 @@ def test_secure_urls_never_reach_the_logs(runs: dict[str, Any]) -> None:
     assert len(signatures) == 3 * 5  # three runs, five uploads each
     assert "X-Amz-Signature=***" in runs["log"]
     assert not [signature for signature in signatures if signature in runs["log"]]
+
+
+@pytest.mark.e2e
+def test_rendered_files_hide_the_secure_urls(runs: dict[str, Any]) -> None:
+    run = runs["report"]["served"]
+    query = parse_qs(urlsplit(run["xcoms"]["upload_hero[-1].return_value"]["secure_file_path"]).query)
+    secrets = [query["X-Amz-Security-Token"][0], query["X-Amz-Signature"][0]]
+    rendered = {task: json.dumps(run["rendered"][task]["files"]) for task in SENSORS}
+    assert '"secure_file_path": ' in rendered["verify_hero[-1]"]  # the records are there...
+    assert rendered["verify_each[-1]"] == '"LazyXComSequence(<unevaluated length>)"'
+    for task in SENSORS:
+        assert not [secret for secret in secrets if secret in rendered[task]]  # ...not their credentials
 
 
 if __name__ == "__main__":

@@ -196,7 +196,24 @@ def test_session_credentials_of_secure_urls_are_masked(storage, mocker):
     assert register.call_args_list == [
         mocker.call(SECURITY_TOKEN),
         mocker.call("ASIAEXAMPLE/20240102/eu-west-1/s3/aws4_request"),
+        mocker.call("ASIAEXAMPLE%2F20240102%2Feu-west-1%2Fs3%2Faws4_request"),
     ]
+
+
+def test_rendering_masks_session_credentials_before_the_rendered_fields_are_stored(storage, mocker):
+    register = mocker.patch.object(file_service, "register_secret")
+    a, b = make_record("a.png"), make_record("b.png")
+    s = sensor([a, b])
+    s.render_template_fields({})
+    assert s.files == [a, b]
+    assert register.call_args_list == [
+        mocker.call(SECURITY_TOKEN),
+        mocker.call("ASIAEXAMPLE/20240102/eu-west-1/s3/aws4_request"),
+        mocker.call("ASIAEXAMPLE%2F20240102%2Feu-west-1%2Fs3%2Faws4_request"),
+    ]
+    storage.script("a.png", httpx.Response(206, headers=OK_206))
+    storage.script("b.png", httpx.Response(206, headers=OK_206))
+    assert s.execute({}) == [a, b]
 
 
 def test_deferrable_returns_without_deferring_when_the_first_poke_succeeds(storage):
@@ -217,7 +234,7 @@ def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocke
         s.execute({})
     assert len(storage.requests) == 2
     assert info.value.method_name == "execute_complete"
-    assert info.value.kwargs == {"single": False}
+    assert not info.value.kwargs
     trigger = info.value.trigger
     assert isinstance(trigger, CapillaryFileTrigger)
     assert trigger.serialize()[1] == {
@@ -235,9 +252,9 @@ def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocke
 
 def test_execute_complete_success_keeps_the_input_shape():
     a, b = make_record("a.png"), make_record("b.png")
-    s = sensor([a, b])
-    assert s.execute_complete({}, {"status": "success", "records": [a]}, single=True) == a
-    assert s.execute_complete({}, {"status": "success", "records": [a, b]}, single=False) == [a, b]
+    assert sensor(a).execute_complete({}, {"status": "success", "records": [a]}) == a
+    assert sensor([a]).execute_complete({}, {"status": "success", "records": [a]}) == [a]
+    assert sensor([[a], b]).execute_complete({}, {"status": "success", "records": [a, b]}) == [a, b]
 
 
 @pytest.mark.parametrize(
