@@ -193,7 +193,8 @@ class CapillaryFileSensor(BaseSensorOperator):
         files = expected_files(records, self.verify)
         self._records = records
         self._state = VerificationState(files, self.max_consecutive_failures)
-        _register_url_secrets(f.url for f in files)
+        if self._flattened is None:  # not rendered by Airflow (e.g. execute() called directly)
+            _register_url_secrets(f.url for f in files)
         self.log.info(
             "verifying %d file(s) in %s mode (connection %s)", len(files), self.verify, self.capillary_conn_id
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -24,9 +25,15 @@ from tests.sensors.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
 from tests.sensors.storage import Storage
 
 try:  # Airflow >= 3.2
-    from airflow.sdk.exceptions import TaskDeferred  # type: ignore[attr-defined,unused-ignore]
+    from airflow.sdk.exceptions import (  # type: ignore[attr-defined,unused-ignore]
+        AirflowRescheduleException,
+        TaskDeferred,
+    )
 except ImportError:  # Airflow 3.1
-    from airflow.exceptions import TaskDeferred  # type: ignore[attr-defined,no-redef,unused-ignore]
+    from airflow.exceptions import (  # type: ignore[attr-defined,no-redef,unused-ignore]
+        AirflowRescheduleException,
+        TaskDeferred,
+    )
 
 SIZE = len(PNG)
 OK_206 = {"Content-Range": f"bytes 0-0/{SIZE}", "Content-Type": "image/png"}
@@ -188,6 +195,16 @@ def test_retry_after_lengthens_the_next_poke_within_the_timeout(storage):
     storage.script("hero.png", httpx.Response(404), repeat_last=True)
     s.poke({})
     assert s._get_next_poke_interval(0.0, lambda: 10.0, 1) == 5
+
+
+def test_reschedule_mode_frees_the_worker_slot_between_pokes(storage, mocker):
+    storage.script("hero.png", httpx.Response(404))
+    ti = mocker.Mock(**{"get_first_reschedule_date.return_value": None})
+    s = CapillaryFileSensor(task_id="verify", files=make_record(), mode="reschedule", poke_interval=60)
+    with pytest.raises(AirflowRescheduleException) as info:
+        s.execute({"ti": ti})
+    assert 55 < (info.value.reschedule_date - datetime.now(timezone.utc)).total_seconds() <= 60
+    assert len(storage.requests) == 1
 
 
 def test_session_credentials_of_secure_urls_are_masked(storage, mocker):

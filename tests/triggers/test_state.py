@@ -90,6 +90,17 @@ def test_failures_of_one_round_are_combined_and_the_first_sets_the_type():
     )
 
 
+def test_a_long_list_of_failures_is_cut_in_the_message():
+    files = expected_files([make_record(f"f{i}.png") for i in range(9)], "size")
+    state = VerificationState(files, None)
+    state.apply([(f, Verdict("fail", f"{f.name} bad", kind="verification")) for f in files])
+    assert state.failure is not None
+    assert state.failure.message == (
+        "f0.png bad. 8 other file(s) failed too: f1.png bad; f2.png bad; f3.png bad; f4.png bad; f5.png bad "
+        "(and 3 more)"
+    )
+
+
 @pytest.mark.parametrize(
     ("kind", "cls"),
     [
