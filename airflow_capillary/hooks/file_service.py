@@ -9,6 +9,7 @@ the checks of the answer. A hook is safe to share across threads.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -109,6 +110,14 @@ class CapillaryFileHook(BaseHook):
         :raises CapillaryConfigError: a field is missing or wrong.
         """
         conn = self.get_connection(self.capillary_conn_id)
+        try:  # Airflow logs an unparsable extra and returns {}: every extra would silently default.
+            json.loads(conn.extra or "{}")
+        except json.JSONDecodeError as exc:  # the position only: the text may hold credentials
+            raise CapillaryConfigError(
+                f"connection {self.capillary_conn_id!r}: extra is not valid JSON ({exc.msg} at character "
+                f"{exc.pos})",
+                conn_id=self.capillary_conn_id,
+            ) from None
         return CapillaryConnectionConfig.resolve(
             self.capillary_conn_id,
             host=conn.host,
