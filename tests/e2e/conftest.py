@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e.airflow_deployment import AirflowDeployment
+from tests.e2e.airflow_deployment.upload_dag import UploadRun, run_upload_dag
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -90,6 +91,34 @@ def airflow_deployment(
         yield deployment
     finally:
         deployment.stop()
+    assert deployment.leftover_pids() == [], "processes of the deployment survived its shutdown"
+
+
+@pytest.fixture(scope="session")
+def upload_run(
+    airflow_deployment: AirflowDeployment,
+    e2e_emulator: CapillaryEmulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> UploadRun:
+    """Run the suite's upload -> deferrable sensor DAG once through the REST API.
+
+    The emulator's storage answers 404 (as storage does before an object is visible) until the
+    sensor has deferred, so its first poke on the worker fails and it waits in the triggerer.
+
+    :param airflow_deployment: the deployment.
+    :param e2e_emulator: the emulator behind ``capillary_default``.
+    :param tmp_path_factory: pytest's session temporary directories.
+    :return: the finished run and what was observed while it ran.
+    """
+    from airflow_capillary.emulator import Fault
+
+    e2e_emulator.push_fault(Fault(status=404, headers={}, match="download", times=None))
+    try:
+        return run_upload_dag(
+            airflow_deployment, tmp_path_factory.mktemp("images"), release=e2e_emulator.state.faults.clear
+        )
+    finally:
+        e2e_emulator.state.faults.clear()
 
 
 def _screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -11,17 +11,19 @@ import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pytest
 
 from tests.e2e.airflow_deployment import AirflowDeployment
+from tests.e2e.airflow_deployment.upload_dag import UPLOAD_TASK, UploadRun
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page, Route
 
     from airflow_capillary.emulator import CapillaryEmulator
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 HOOK_NAME = "Capillary File Service"
 
@@ -172,3 +174,24 @@ def test_connection_test_button(
     assert message in text
     assert password not in text
     ui_page.screenshot(path=str(screenshot_dir / f"connection-test-{verdict.split()[-1].lower()}.png"))
+
+
+def test_finished_upload_task_shows_capillary_image_link(
+    ui_page: Page, upload_run: UploadRun, airflow_deployment: AirflowDeployment, screenshot_dir: Path
+) -> None:
+    """The finished upload's Details tab offers the "Capillary image" link, and it opens the image."""
+    record = airflow_deployment.client.xcom(upload_run.dag_id, upload_run.run_id, UPLOAD_TASK)
+    ui_page.goto(f"/dags/{upload_run.dag_id}/runs/{quote(upload_run.run_id, safe='')}/tasks/{UPLOAD_TASK}")
+    ui_page.get_by_role("link", name="Details", exact=True).click()
+    link = ui_page.get_by_role("link", name="Capillary image", exact=True)
+    link.wait_for(timeout=60_000)
+    assert link.get_attribute("href") == record["secure_file_path"]
+    ui_page.screenshot(path=str(screenshot_dir / "task-extra-link.png"))
+
+    with ui_page.context.expect_page() as opened:
+        link.click()
+    image_page = opened.value
+    image_page.wait_for_load_state()
+    assert image_page.url == record["secure_file_path"]
+    assert image_page.evaluate("document.contentType") == "image/png"
+    image_page.close()

@@ -30,7 +30,7 @@ class AirflowApiClient:
     :param timeout: per-request timeout in seconds.
     """
 
-    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.username = username
         self._password = password
@@ -69,9 +69,17 @@ class AirflowApiClient:
         """
         headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
         headers.update(kwargs.pop("headers", {}))
-        response = self.session.request(
-            method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs
-        )
+        url = f"{self.base_url}/api/v2{path}"
+        # Reads are retried once on a timeout: on a loaded 2-core machine the SQLite-backed
+        # api-server has been seen to stall for ~30 s while the scheduler and a task write.
+        attempts = 2 if method in ("GET", "HEAD") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+                break
+            except requests.Timeout:
+                if attempt == attempts:
+                    raise
         if response.status_code not in set(expect):
             raise AirflowApiError(f"{method} /api/v2{path} -> {response.status_code}: {response.text[:1000]}")
         return response.json() if response.content else None
