@@ -18,7 +18,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,20 +41,6 @@ from tests.reliability.conftest import FAST_RETRIES, run_operator
 pytestmark = pytest.mark.integration
 
 CONN = "AIRFLOW_CONN_CAPILLARY_DEFAULT"
-
-
-@pytest.fixture(scope="module")
-def http_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapillaryEmulator]:
-    """One plain-HTTP emulator for the module (reset before each case)."""
-    with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("bad-input-emulator")) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def https_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapillaryEmulator]:
-    """One HTTPS emulator with its self-signed CA, for the certificate case."""
-    with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("bad-input-tls"), tls=True) as emu:
-        yield emu
 
 
 @dataclass
@@ -356,20 +342,20 @@ def test_bad_input(
     case: Case,
     error: type[CapillaryError],
     http_emulator: CapillaryEmulator,
-    https_emulator: CapillaryEmulator,
+    tls_emulator: CapillaryEmulator,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     http_emulator.reset()
-    https_emulator.reset()
-    env = Env(tmp=tmp_path, emu=http_emulator, tls_emu=https_emulator, monkeypatch=monkeypatch)
+    tls_emulator.reset()
+    env = Env(tmp=tmp_path, emu=http_emulator, tls_emu=tls_emulator, monkeypatch=monkeypatch)
     env.connect()
     action, message = case(env)
     with pytest.raises(CapillaryError) as info:
         action()
     assert type(info.value) is error, f"{type(info.value).__name__}: {info.value}"
     assert re.search(message, str(info.value), re.S), f"{message!r} not in {str(info.value)!r}"
-    for emu in (http_emulator, https_emulator):
+    for emu in (http_emulator, tls_emulator):
         assert emu.stored_files() == [], "a version was stored"
         assert [r for r in emu.requests() if r["file_size"] is not None] == []
 
