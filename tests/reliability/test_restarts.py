@@ -30,7 +30,12 @@ FILES = 40
 KILL_AFTER = 12
 DOWN_FOR = 1.0
 #: Retries that outlast the down time plus a restart on a loaded machine (~25 s of attempts).
-RETRIES: dict[str, Any] = {"max_retries": 50, "retry_min_wait": 0.1, "retry_max_wait": 0.5, "retry_after_max": 0.5}
+RETRIES: dict[str, Any] = {
+    "max_retries": 50,
+    "retry_min_wait": 0.1,
+    "retry_max_wait": 0.5,
+    "retry_after_max": 0.5,
+}
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:
