@@ -12,8 +12,9 @@ Two layers protect secrets:
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -34,8 +35,15 @@ _SENSITIVE_PARAM_RE = re.compile(
     r"(?i)((?:X-Amz-Security-Token|X-Amz-Signature|X-Amz-Credential|Signature|AWSAccessKeyId"
     r"|access_?token|accessToken|secret|password)\"?\s*[=:]\s*\"?)([^&\s\"',}]+)"
 )
-_AUTH_HEADER_RE = re.compile(r"(?i)((?:Authorization|X-CAP-API-OAUTH-TOKEN)\"?\s*[:=]\s*\"?)(?:Basic |Bearer )?[^\s\"',}]+")
+_AUTH_HEADER_RE = re.compile(
+    r"(?i)((?:Authorization|X-CAP-API-OAUTH-TOKEN)\"?\s*[:=]\s*\"?)(?:Basic |Bearer )?[^\s\"',}]+"
+)
 _JWT_RE = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+")
+
+#: Query parameters of a pre-signed URL that carry the signing *session* (shared by every URL
+#: signed with the same credentials): masking them makes any URL that leaks through unusable,
+#: while the masker gains a few patterns per session, not one per URL.
+SESSION_CREDENTIAL_PARAMS = frozenset({"x-amz-security-token", "x-amz-credential", "awsaccesskeyid"})
 
 #: Longest response body kept on an exception.
 MAX_BODY_CHARS = 500
@@ -52,6 +60,35 @@ def register_secret(value: str | None) -> None:
     from airflow.sdk.log import mask_secret
 
     mask_secret(value)
+
+
+_registered: set[str] = set()
+_registered_lock = threading.Lock()
+
+
+def register_url_credentials(url: object) -> None:
+    """Register the session credentials of a pre-signed URL with Airflow's secrets masker.
+
+    Only :data:`SESSION_CREDENTIAL_PARAMS` are registered, each decoded and as it appears
+    percent-encoded in the URL, once per process: Airflow's masker rebuilds one regex of every
+    secret on each new one and runs it over every log line, so registering every URL (or its
+    per-URL signature) would make a catalogue of thousands of images quadratic. The provider's
+    own log lines and exceptions never hold a URL unredacted (:func:`redact_url`).
+
+    :param url: the URL; anything that is not a string is ignored.
+    """
+    if not isinstance(url, str):
+        return
+    for part in urlsplit(url).query.split("&"):
+        key, _, raw = part.partition("=")
+        if unquote_plus(key).lower() not in SESSION_CREDENTIAL_PARAMS:
+            continue
+        for value in (unquote_plus(raw), raw):
+            with _registered_lock:
+                if value in _registered:
+                    continue
+                _registered.add(value)
+            register_secret(value)
 
 
 def redact_url(url: str) -> str:

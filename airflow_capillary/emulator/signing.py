@@ -110,6 +110,21 @@ class UrlSigner:
         message = "\n".join([path, *(params.get(name, "") for name in SIGNED_PARAMS)])
         return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
 
+    def session_token(self, now: datetime) -> str:
+        """Return the security token of the signing session that covers ``now``.
+
+        Like an STS session token on real S3, it is shared by every URL signed within one hour,
+        and only the signature differs from URL to URL.
+
+        :param now: signing time (UTC).
+        :return: a 160-character base64 token.
+        """
+        window = f"sts-session/{now:%Y%m%d%H}".encode()
+        material = b"".join(
+            hmac.new(self._key, window + bytes([i]), hashlib.sha256).digest() for i in range(4)
+        )
+        return base64.b64encode(material[:120]).decode()
+
     def sign(self, path: str, *, expires: int, now: datetime | None = None) -> str:
         """Return the query string (without ``?``) of a pre-signed URL for ``path``.
 
@@ -120,7 +135,7 @@ class UrlSigner:
         """
         now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
         params = {
-            "X-Amz-Security-Token": base64.b64encode(secrets.token_bytes(120)).decode(),
+            "X-Amz-Security-Token": self.session_token(now),
             "X-Amz-Algorithm": ALGORITHM,
             "X-Amz-Date": now.strftime(AMZ_DATE_FORMAT),
             "X-Amz-SignedHeaders": "host",

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 
-from airflow_capillary._redact import SENSITIVE_QUERY_PARAMS, redact_body, redact_text, register_secret
+from airflow_capillary._redact import redact_body, redact_text, register_url_credentials
 from airflow_capillary.exceptions import (
     CapillaryAuthError,
     CapillaryConfigError,
@@ -141,7 +141,7 @@ def check_upload_answer(
         raise bad(f"Capillary answered status {payload.get('status')!r}{said(response, secrets)}")
     if str(payload.get("code")).strip() != "200":
         raise bad(f"Capillary answered code {payload.get('code')!r}{said(response, secrets)}")
-    register_secure_url(payload.get("secureFilePath"))
+    register_url_credentials(payload.get("secureFilePath"))
     try:
         result = UploadedFile.from_response(
             payload, server_timezone=server_timezone, sent_size=sent_size, sha256=sha256
@@ -154,19 +154,6 @@ def check_upload_answer(
             "(it kept a placeholder or truncated the data)"
         )
     return result
-
-
-def register_secure_url(url: object) -> None:
-    """Register a ``secureFilePath`` and its credential query values with the secrets masker.
-
-    :param url: the URL (anything else is ignored).
-    """
-    if not isinstance(url, str):
-        return
-    register_secret(url)
-    for key, value in parse_qsl(urlsplit(url).query):
-        if key.lower() in SENSITIVE_QUERY_PARAMS:
-            register_secret(value)
 
 
 def given_up(

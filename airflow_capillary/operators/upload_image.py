@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_capillary._redact import redact_text, redact_url, register_secret
+from airflow_capillary._redact import redact_text, redact_url
 from airflow_capillary.exceptions import (
     CapillaryBatchError,
     CapillaryConfigError,
@@ -255,7 +255,6 @@ class UploadImageOperator(BaseOperator):
             source = files[outcome.index].source
             result = outcome.result
             if result is not None:
-                register_secret(result.secure_file_path)
                 uploaded[outcome.index] = {
                     **result.to_dict(include_secure_url=self.include_secure_url),
                     "source": source,

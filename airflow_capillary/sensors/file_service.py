@@ -13,13 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus, urlsplit
 
 import httpx
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_capillary._redact import redact_text, register_secret
+from airflow_capillary._redact import redact_text, register_url_credentials
 from airflow_capillary._verify import (
     ERROR_KINDS,
     VERIFY_MODES,
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
     from airflow_capillary.hooks.file_service import CapillaryFileHook
 
 #: Query parameters of a secure URL registered with Airflow's secrets masker (shared per session).
-_MASKED_PARAMS = ("x-amz-security-token", "x-amz-credential")
 
 
 class CapillaryFileSensor(BaseSensorOperator):
@@ -184,9 +182,8 @@ class CapillaryFileSensor(BaseSensorOperator):
         except CapillaryInvalidInputError:
             self._flattened = None  # execute() reports it
             return
-        _register_url_secrets(
-            r["secure_file_path"] for r in self._flattened[0] if isinstance(r.get("secure_file_path"), str)
-        )
+        for record in self._flattened[0]:
+            register_url_credentials(record.get("secure_file_path"))
 
     def _prepare(self) -> None:
         records, self._single = self._flattened or flatten_files(self.files)
@@ -194,7 +191,8 @@ class CapillaryFileSensor(BaseSensorOperator):
         self._records = records
         self._state = VerificationState(files, self.max_consecutive_failures)
         if self._flattened is None:  # not rendered by Airflow (e.g. execute() called directly)
-            _register_url_secrets(f.url for f in files)
+            for file in files:
+                register_url_credentials(file.url)
         self.log.info(
             "verifying %d file(s) in %s mode (connection %s)", len(files), self.verify, self.capillary_conn_id
         )
@@ -337,24 +335,6 @@ def _flatten_into(value: Any, out: list[Mapping[str, Any]], where: str) -> None:
         raise CapillaryInvalidInputError(
             f"{where} is a {type(value).__name__}, not an upload record (a dict from UploadImageOperator)"
         )
-
-
-def _register_url_secrets(urls: Iterable[str]) -> None:
-    """Mask the session credentials of secure URLs in task logs and rendered fields.
-
-    Both the decoded value and the percent-encoded form that appears in the URL text are
-    registered; a run has a few distinct values (one session token for many URLs).
-    """
-    seen: set[str] = set()
-    for url in urls:
-        for part in urlsplit(url).query.split("&"):
-            key, _, raw = part.partition("=")
-            if unquote_plus(key).lower() not in _MASKED_PARAMS:
-                continue
-            for value in (unquote_plus(raw), raw):
-                if value not in seen:
-                    seen.add(value)
-                    register_secret(value)
 
 
 def _describe(event: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_capillary import _redact
 from airflow_capillary.exceptions import (
     CapillaryConfigError,
     CapillaryError,
@@ -207,8 +208,14 @@ def test_reschedule_mode_frees_the_worker_slot_between_pokes(storage, mocker):
     assert len(storage.requests) == 1
 
 
+def _patch_registration(mocker):
+    """Count what reaches the masker, starting from an empty per-process registry."""
+    mocker.patch.object(_redact, "_registered", set())
+    return mocker.patch.object(_redact, "register_secret")
+
+
 def test_session_credentials_of_secure_urls_are_masked(storage, mocker):
-    register = mocker.patch.object(file_service, "register_secret")
+    register = _patch_registration(mocker)
     sensor([make_record("a.png"), make_record("b.png")])._prepare()
     assert register.call_args_list == [
         mocker.call(SECURITY_TOKEN),
@@ -218,7 +225,7 @@ def test_session_credentials_of_secure_urls_are_masked(storage, mocker):
 
 
 def test_rendering_masks_session_credentials_before_the_rendered_fields_are_stored(storage, mocker):
-    register = mocker.patch.object(file_service, "register_secret")
+    register = _patch_registration(mocker)
     a, b = make_record("a.png"), make_record("b.png")
     s = sensor([a, b])
     s.render_template_fields({})
