@@ -505,6 +505,21 @@ def upload_statuses(emu: EmulatorProcess) -> dict[str, int]:
     return counts
 
 
+def process_cpu_seconds(pid: int | None) -> float:
+    """Return the CPU time (user + system) a process has used so far, from ``/proc``.
+
+    :param pid: the process id (``None``: 0).
+    :return: seconds; 0 when it cannot be read.
+    """
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def finished_uploads(result: Mapping[str, Any], statuses: Mapping[str, int], expected: int, what: str) -> int:
     """Return how many uploads a run finished, checking a complete run against the emulator's log.
 

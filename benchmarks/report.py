@@ -63,10 +63,12 @@ def _verdicts(case: dict[str, Any]) -> list[Verdict]:
     return [Verdict(v["target"], v["met"], v["detail"]) for v in case.get("verdicts", [])]
 
 
-def render(document: dict[str, Any]) -> str:
+def render(document: dict[str, Any], analysis: str = "") -> str:
     """Render BENCHMARKS.md.
 
     :param document: the merged results.
+    :param analysis: hand-written markdown on what limits the results (``benchmarks/analysis.md``),
+        placed after the targets; empty for none.
     :return: the markdown text.
     """
     cases: dict[str, dict[str, Any]] = document["cases"]
@@ -96,6 +98,8 @@ def render(document: dict[str, Any]) -> str:
         if not case.get("verdicts") and not case.get("error"):
             summary.add(number, case["title"], "reported (no target)", "see below")
     parts.append(summary.markdown())
+    if analysis.strip():
+        parts.append("\n" + analysis.strip() + "\n")
 
     for number, case in cases.items():
         parts.append(f"\n## Case {number}: {case['title']}\n")

@@ -28,6 +28,8 @@ from benchmarks.harness import CaseResult, load_average, machine_info, workspace
 
 DEFAULT_OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results.json"
+#: Hand-written analysis of the latest full run, included in the report when present.
+ANALYSIS = REPO_ROOT / "benchmarks" / "analysis.md"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     document = report.merge_results(report.load_results(args.results), results, run)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
-    args.output.write_text(report.render(document))
+    analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
+    args.output.write_text(report.render(document, analysis))
     print(f"wrote {args.output} and {args.results}", flush=True)
     return 1 if any(result.error for result in results) else 0
 

@@ -28,7 +28,7 @@ NUMBER = 4
 TITLE = "OAuth: token requests for a batch across 8 threads"
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"uploads": 500, "workers": 8, "latency": 0.05, "short_ttl": 2, "short_latency": 0.1},
-    "quick": {"uploads": 200, "workers": 8, "latency": 0.05, "short_ttl": 1, "short_latency": 0.1},
+    "quick": {"uploads": 200, "workers": 8, "latency": 0.05, "short_ttl": 2, "short_latency": 0.1},
     "tiny": {
         "uploads": 8,
         "workers": 2,
