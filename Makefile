@@ -10,7 +10,7 @@ LOCK := requirements/lock-airflow-3.3.txt
 LOCK31 := requirements/lock-airflow-3.1.txt
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean
+.PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean system-deps
 
 help:
 	@echo "make demo   - run the reward catalogue refresh end to end against the local emulator"
@@ -52,7 +52,10 @@ unit: venv
 test31: venv31
 	$(PY31) -m pytest -m "not integration and not e2e and not bench" -q -p no:cacheprovider
 
-test: lint venv31
+system-deps:
+	bash scripts/ensure-system-deps.sh
+
+test: lint venv31 system-deps
 	$(PY) -m pytest -q
 	$(PY31) -m pytest -m "not integration and not e2e and not bench" -q -p no:cacheprovider
 
@@ -66,4 +69,4 @@ bench: venv
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(VENV31) .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV31) .tools .pytest_cache .mypy_cache .ruff_cache .demo
