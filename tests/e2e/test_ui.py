@@ -45,7 +45,7 @@ def open_new_capillary_connection_form(page: Page) -> Locator:
 
 
 def fill_capillary_connection(dialog: Locator, *, conn_id: str, host: str, login: str, password: str) -> None:
-    """Fill the standard fields of the open form and save it.
+    """Fill the connection id and the standard fields of the open form.
 
     :param dialog: the form's dialog.
     :param conn_id: connection id.
@@ -57,6 +57,13 @@ def fill_capillary_connection(dialog: Locator, *, conn_id: str, host: str, login
     dialog.locator("input[name='host']").fill(host)
     dialog.locator("input[name='login']").fill(login)
     dialog.locator("input[name='password']").fill(password)
+
+
+def save_connection(dialog: Locator) -> None:
+    """Save the form and wait for the dialog to close.
+
+    :param dialog: the form's dialog.
+    """
     dialog.get_by_role("button", name="Save").click()
     dialog.wait_for(state="hidden")
 
@@ -97,7 +104,7 @@ def test_connection_form_shows_capillary_fields(ui_page: Page, screenshot_dir: P
     assert dialog.locator("input[name='element_namespace']").input_value() == "rewards"
     assert dialog.locator("input[name='element_md5_prehashed']").get_attribute("type") == "checkbox"
     assert dialog.locator("input[name='element_upload_encoding']").input_value() == "multipart"
-    dialog.get_by_text("OAuth token URL", exact=True).scroll_into_view_if_needed()
+    dialog.get_by_text("Maximum file size (bytes)", exact=True).scroll_into_view_if_needed()
     ui_page.screenshot(path=str(screenshot_dir / "connection-form-extras.png"))
 
 
@@ -142,10 +149,22 @@ def _test_saved_connection(page: Page, conn_id: str) -> tuple[Locator, dict[str,
 
 
 @pytest.mark.parametrize(
-    ("password", "verdict", "message"),
+    ("conn_id", "password", "verdict", "message"),
     [
-        pytest.param("demo-password", "Test Connection Successful", "ok", id="right-password"),
-        pytest.param("wrong-password", "Test Connection Failed", "credentials refused", id="wrong-password"),
+        pytest.param(
+            "capillary_right_password",
+            "demo-password",
+            "Test Connection Successful",
+            "ok",
+            id="right-password",
+        ),
+        pytest.param(
+            "capillary_wrong_password",
+            "wrong-password",
+            "Test Connection Failed",
+            "credentials refused",
+            id="wrong-password",
+        ),
     ],
 )
 def test_connection_test_button(
@@ -153,17 +172,20 @@ def test_connection_test_button(
     e2e_emulator: CapillaryEmulator,
     airflow_deployment: AirflowDeployment,
     screenshot_dir: Path,
+    conn_id: str,
     password: str,
     verdict: str,
     message: str,
 ) -> None:
     """A connection saved through the form is tested against the emulator by the Test button."""
-    conn_id = f"capillary_ui_{verdict.split()[-1].lower()}"
     airflow_deployment.client.request("DELETE", f"/connections/{conn_id}", expect=(204, 404))
     dialog = open_new_capillary_connection_form(ui_page)
     fill_capillary_connection(
         dialog, conn_id=conn_id, host=e2e_emulator.base_url, login="demo", password=password
     )
+    if verdict == "Test Connection Successful":
+        ui_page.screenshot(path=str(screenshot_dir / "connection-form-filled.png"))
+    save_connection(dialog)
     saved = airflow_deployment.client.get(f"/connections/{conn_id}")
     assert (saved["conn_type"], saved["host"], saved["login"]) == ("capillary", e2e_emulator.base_url, "demo")
 
@@ -173,7 +195,8 @@ def test_connection_test_button(
     assert verdict in text, f"{exchange['status']} {exchange['request']} -> {exchange['response']}"
     assert message in text
     assert password not in text
-    ui_page.screenshot(path=str(screenshot_dir / f"connection-test-{verdict.split()[-1].lower()}.png"))
+    ui_page.wait_for_timeout(1000)  # let the toast finish sliding in
+    ui_page.screenshot(path=str(screenshot_dir / f"connection-test-{conn_id}.png"))
 
 
 def test_finished_upload_task_shows_capillary_image_link(

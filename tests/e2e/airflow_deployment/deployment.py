@@ -38,6 +38,7 @@ from tests.e2e.airflow_deployment.processes import (
     free_loopback_port,
     kill_marked_processes,
     marked_pids,
+    session_pids,
     stop_processes,
 )
 
@@ -314,9 +315,10 @@ class AirflowDeployment:
     def leftover_pids(self) -> list[int]:
         """Return pids of processes of this deployment that are still alive (empty after stop).
 
-        :return: the pids.
+        :return: the pids (found by session and by the environment marker).
         """
-        return marked_pids(self.marker)
+        sessions = {proc.pid for proc in self.processes.values() if proc.pid is not None}
+        return sorted(set(session_pids(sessions)) | set(marked_pids(self.marker)))
 
     def __enter__(self) -> AirflowDeployment:
         """Start the deployment.

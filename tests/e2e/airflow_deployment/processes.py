@@ -1,15 +1,19 @@
 """Subprocess plumbing for the end-to-end deployment: free ports, process groups, clean shutdown.
 
-Every process the deployment starts runs in its own session (``start_new_session=True``), so that
-the whole tree it spawns (uvicorn workers, LocalExecutor workers, supervised tasks, the triggerer's
-runner, the DAG parsing processes) can be signalled at once through its process group. Every one
-of them also carries a marker variable in its environment; :func:`kill_marked_processes` finds
-survivors by that marker (``/proc/<pid>/environ``), which catches children that left the group.
+Every component the deployment starts leads its own session (``start_new_session=True``). SIGTERM
+goes to its process group, so that the component shuts down what it spawned (uvicorn workers,
+LocalExecutor workers, the triggerer's runner, the DAG parsing processes); whatever is still in
+the session after a grace period (supervised task processes move to groups of their own, but not
+to other sessions) gets SIGKILL. Components get SIGTERM when the test process dies (``prctl``
+``PR_SET_PDEATHSIG``), and carry a marker variable in their environment, which
+:func:`kill_marked_processes` uses as a last sweep (children that rewrite their process title with
+``setproctitle`` lose it, hence the sessions).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -24,6 +28,21 @@ log = logging.getLogger(__name__)
 
 #: Name of the environment variable that marks every process of one deployment.
 MARKER_VARIABLE = "CAPILLARY_E2E_DEPLOYMENT"
+#: prctl(2) option: signal sent to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the test process dies.
+
+    Without this, a test run killed with SIGKILL (a CI timeout, a developer's kill -9) would leave
+    a whole Airflow deployment running, since each component leads its own session.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the session sweep still applies
+        pass
 
 
 def free_loopback_port() -> int:
@@ -73,6 +92,7 @@ class ManagedProcess:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.info("started %s (pid %d), log %s", self.name, self.popen.pid, self.log_path)
 
@@ -109,20 +129,36 @@ class ManagedProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def session_pids(sessions: set[int]) -> list[int]:
+    """Return the live processes (zombies excluded) that belong to any of ``sessions``.
+
+    Airflow's task and parsing processes move to process groups of their own (``setpgid``), so a
+    signal to a component's group misses them; they stay in the component's session, though.
+
+    :param sessions: session ids (the pids of the session leaders).
+    :return: matching pids, excluding this process.
+    """
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[3]) in sessions:
+            found.append(int(entry.name))
+    return found
 
 
 def stop_processes(processes: Iterable[ManagedProcess], *, grace: float = 20.0) -> dict[str, int | None]:
-    """Stop processes and everything in their groups: SIGTERM, wait up to ``grace``, then SIGKILL.
+    """Stop processes and everything in their sessions: SIGTERM, wait up to ``grace``, then SIGKILL.
 
-    All processes are signalled at once, so the total wait is bounded by ``grace`` (plus a short
+    SIGTERM goes to each process group (the component shuts its children down itself); whatever
+    is still alive in the components' sessions after ``grace`` seconds gets SIGKILL. All
+    processes are signalled at once, so the total wait is bounded by ``grace`` (plus a short
     wait after SIGKILL), not by the number of processes.
 
     :param processes: the processes to stop (not started ones are skipped).
@@ -130,6 +166,7 @@ def stop_processes(processes: Iterable[ManagedProcess], *, grace: float = 20.0) 
     :return: exit status by process name (None when it had to be killed and still did not report).
     """
     started = [proc for proc in processes if proc.popen is not None]
+    sessions = {proc.popen.pid for proc in started if proc.popen is not None}
     for proc in started:
         proc.signal_group(signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -137,17 +174,30 @@ def stop_processes(processes: Iterable[ManagedProcess], *, grace: float = 20.0) 
         assert proc.popen is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-    # The leader may have exited while its children linger: wait for the groups too.
-    while time.monotonic() < deadline and any(_group_alive(p.popen.pid) for p in started if p.popen):
+    # A leader may have exited while its children linger: wait for the sessions to empty too.
+    while time.monotonic() < deadline and session_pids(sessions):
         time.sleep(0.1)
     results: dict[str, int | None] = {}
     for proc in started:
         assert proc.popen is not None
-        if proc.popen.poll() is None or _group_alive(proc.popen.pid):
+        if proc.popen.poll() is None:
             log.warning("%s did not stop within %.0f s after SIGTERM: SIGKILL", proc.name, grace)
             proc.signal_group(signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=5)
+    leftovers = session_pids(sessions)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    if leftovers:
+        log.warning(
+            "SIGKILL to %d process(es) left in the sessions after %.0f s: %s",
+            len(leftovers),
+            grace,
+            leftovers,
+        )
+    for proc in started:
+        assert proc.popen is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(timeout=5)
         results[proc.name] = proc.popen.poll()
         proc.close_log()
     return results
