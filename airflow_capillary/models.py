@@ -182,6 +182,6 @@ def _int(obj: Mapping[str, Any], key: str) -> int:
         raise CapillaryIntegrityError(f"Capillary's answer has a non-integer {key!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     raise CapillaryIntegrityError(f"Capillary's answer has no integer field {key!r}")

@@ -208,7 +208,7 @@ def _json(response: requests.Response) -> Any:
 
 def _ttl(data: dict[str, Any]) -> float:
     ttl = data.get("ttlSeconds")
-    if isinstance(ttl, str) and ttl.strip().isdigit():
+    if isinstance(ttl, str) and ttl.strip().isascii() and ttl.strip().isdigit():
         ttl = int(ttl)
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
         return CapillaryOAuth.DEFAULT_TTL

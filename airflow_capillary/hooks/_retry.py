@@ -98,7 +98,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if value is None or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() is true for "²", which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
