@@ -89,7 +89,9 @@ def test_sensor_deferred_to_the_triggerer(
     ]
     assert [int(path.name.rsplit(".", 2)[-2]) for path in trigger_logs] == triggerer_ids
     events = [json.loads(line) for line in trigger_logs[0].read_text().splitlines() if line.strip()]
-    assert any(e.get("logger") == TRIGGER_CLASS for e in events), events
+    assert any(
+        e.get("logger") == TRIGGER_CLASS and e["event"] == "all 1 file(s) are served intact" for e in events
+    ), events
     assert any(e["event"] == "Trigger fired event" for e in events), events
 
     # The task log served by the API tells the whole story: deferred on the worker, resumed after.
@@ -125,11 +127,11 @@ def test_upload_xcoms_read_back_through_the_api(
 
 
 def test_sensor_waited_for_the_storage(upload_run: UploadRun, e2e_emulator: CapillaryEmulator) -> None:
-    """The storage was polled (worker, then trigger) until it served the file."""
+    """The storage refused the file until the sensor had deferred, then served it."""
     statuses = [r["status"] for r in e2e_emulator.requests() if r["kind"] == "download"]
     refused = statuses.count(404)
     assert upload_run.released
-    assert refused >= 2, statuses  # the worker's poke, then at least one of the trigger's
+    assert refused >= 1, statuses  # the worker's poke (the trigger's first ones too, on a slow machine)
     assert statuses[:refused] == [404] * refused, statuses
     assert statuses[refused] in (200, 206), statuses
 
