@@ -18,7 +18,7 @@ import httpx
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_capillary._redact import redact_text, register_url_credentials
+from airflow_capillary._redact import redact_text, redact_url, register_url_credentials
 from airflow_capillary._verify import (
     ERROR_KINDS,
     VERIFY_MODES,
@@ -170,8 +170,10 @@ class CapillaryFileSensor(BaseSensorOperator):
         )
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
-        """Render ``files``, then mask the secure URLs' session credentials before Airflow stores
-        the rendered fields (they would otherwise show in the UI).
+        """Render ``files``, keep the records for the checks, and leave ``files`` holding copies
+        whose secure URLs are redacted: Airflow stores and shows the rendered fields, and a
+        pre-signed URL is a credential. The URLs' session credentials are also registered with
+        the secrets masker, for any log line.
 
         :param context: the task context.
         :param jinja_env: the Jinja environment.
@@ -184,6 +186,7 @@ class CapillaryFileSensor(BaseSensorOperator):
             return
         for record in self._flattened[0]:
             register_url_credentials(record.get("secure_file_path"))
+        self.files = _without_url_credentials(self.files)
 
     def _prepare(self) -> None:
         records, self._single = self._flattened or flatten_files(self.files)
@@ -335,6 +338,19 @@ def _flatten_into(value: Any, out: list[Mapping[str, Any]], where: str) -> None:
         raise CapillaryInvalidInputError(
             f"{where} is a {type(value).__name__}, not an upload record (a dict from UploadImageOperator)"
         )
+
+
+def _without_url_credentials(files: Any) -> Any:
+    """Return ``files`` (a record or a list of them) with every ``secure_file_path`` redacted.
+
+    Anything else (e.g. the lazy sequence of a mapped task's outputs) is returned as it is.
+    """
+    if isinstance(files, Mapping):
+        url = files.get("secure_file_path")
+        return {**files, "secure_file_path": redact_url(url)} if isinstance(url, str) else files
+    if isinstance(files, list | tuple):
+        return [_without_url_credentials(f) for f in files]
+    return files
 
 
 def _describe(event: Any) -> str:

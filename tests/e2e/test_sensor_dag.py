@@ -18,8 +18,6 @@ as a script is that child process.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.e2e._child_dag import REPO_ROOT, child_dag_env
 from tests.sensors.records import PNG
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO_ROOT / "tests" / "dags" / "sensor_verify_uploads.py"
 DAG_ID = "capillary_sensor_verify_uploads"
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 16 + b"\xff\xd9"
@@ -118,19 +116,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     images.mkdir()
     for name, body in IMAGES.items():
         (images / name).write_bytes(body)
-    dags = root / "dags"
-    dags.mkdir()
-    shutil.copy(DAG_FILE, dags / DAG_FILE.name)
     out = root / "report.json"
     with CapillaryEmulator(data_dir=root / "emulator") as emu:
-        env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(root / "home"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW_CONN_CAPILLARY_DEFAULT": emu.connection_uri(auth_type="basic"),
-            "PYTHONPATH": str(REPO_ROOT),
-        }
+        dags, env = child_dag_env(root, DAG_FILE, emu.connection_uri(auth_type="basic"))
         proc = subprocess.run(
             [
                 sys.executable,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +19,9 @@ import pytest
 import requests
 
 from airflow_capillary.emulator import CapillaryEmulator
+from tests.e2e._child_dag import REPO_ROOT, child_dag_env
 from tests.operators.images import write_images
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO_ROOT / "tests" / "dags" / "upload_reward_catalogue.py"
 DAG_ID = "upload_reward_catalogue"
 IMAGES = ["a.png", "b.jpg", "c.webp", "d.png"]
@@ -62,20 +60,9 @@ def dag_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("upload-dag")
     images = root / "images"
     write_images(images, [*IMAGES, "readme.txt"])
-    dags = root / "dags"
-    dags.mkdir()
-    shutil.copy(DAG_FILE, dags / DAG_FILE.name)
     out = root / "report.json"
     with CapillaryEmulator(data_dir=root / "emulator") as emu:
-        env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(root / "home"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW_CONN_CAPILLARY_DEFAULT": emu.connection_uri(auth_type="basic"),
-            "PYTHONPATH": str(REPO_ROOT),
-        }
+        dags, env = child_dag_env(root, DAG_FILE, emu.connection_uri(auth_type="basic"))
         proc = subprocess.run(
             [sys.executable, "-m", "tests.e2e.test_upload_dag", str(dags), str(images), str(out)],
             cwd=REPO_ROOT,

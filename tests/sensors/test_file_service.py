@@ -229,7 +229,12 @@ def test_rendering_masks_session_credentials_before_the_rendered_fields_are_stor
     a, b = make_record("a.png"), make_record("b.png")
     s = sensor([a, b])
     s.render_template_fields({})
-    assert s.files == [a, b]
+    # What Airflow stores as the rendered field: the records, their URLs redacted...
+    assert s.files == [
+        {**a, "secure_file_path": _redact.redact_url(a["secure_file_path"])},
+        {**b, "secure_file_path": _redact.redact_url(b["secure_file_path"])},
+    ]
+    assert "X-Amz-Signature=***" in s.files[0]["secure_file_path"]
     assert register.call_args_list == [
         mocker.call(SECURITY_TOKEN),
         mocker.call("ASIAEXAMPLE/20240102/eu-west-1/s3/aws4_request"),
@@ -237,6 +242,7 @@ def test_rendering_masks_session_credentials_before_the_rendered_fields_are_stor
     ]
     storage.script("a.png", httpx.Response(206, headers=OK_206))
     storage.script("b.png", httpx.Response(206, headers=OK_206))
+    # ...while the checks use the real URLs, and the XCom holds the records as they came.
     assert s.execute({}) == [a, b]
 
 
