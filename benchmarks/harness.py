@@ -338,7 +338,12 @@ def _emulator_class() -> type[EmulatorProcess]:
     from airflow_capillary.emulator import EmulatorProcess
 
     class ReadyEmulatorProcess(EmulatorProcess):
-        """``EmulatorProcess`` whose ``start`` returns once the server answers."""
+        """``EmulatorProcess`` started through :mod:`benchmarks.emulator_tcp`, ready once it answers."""
+
+        def command(self) -> list[str]:
+            command = super().command()
+            command[command.index("airflow_capillary.emulator")] = "benchmarks.emulator_tcp"
+            return command
 
         def start(self) -> EmulatorProcess:
             super().start()
