@@ -9,6 +9,9 @@ PY31 := $(VENV31)/bin/python
 LOCK := requirements/lock-airflow-3.3.txt
 LOCK31 := requirements/lock-airflow-3.1.txt
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+# Write .pyc files at install time: with PYTHONDONTWRITEBYTECODE set (as on some machines),
+# every Airflow process would otherwise compile all of Airflow from source at each start.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean system-deps
 

@@ -165,6 +165,7 @@ class CapillaryFileSensor(BaseSensorOperator):
                 verified=sorted(self._state.verified),
                 client_options=self.client_options,
                 max_concurrency=self.max_concurrency,
+                not_before=time.time() + self.poke_interval,
             ),
             method_name="execute_complete",
         )

@@ -145,6 +145,10 @@ class CapillaryFileTrigger(BaseTrigger):
     :param verified: indices of records already verified by the sensor before deferring.
     :param client_options: HTTP settings from :func:`client_options`.
     :param max_concurrency: files fetched at once.
+    :param not_before: wall-clock time (epoch seconds) of the first check; the sensor passes one
+        poke interval after its own check on the worker, which it just made. Airflow 3.3.2 can
+        fail a deferred task whose trigger fires before the scheduler has seen the worker exit
+        (apache/airflow#66374), so an immediate second check is both useless and risky.
     """
 
     def __init__(
@@ -159,6 +163,7 @@ class CapillaryFileTrigger(BaseTrigger):
         verified: Sequence[int] = (),
         client_options: Mapping[str, Any] | None = None,
         max_concurrency: int = 8,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.records = [dict(record) for record in records]
@@ -170,6 +175,7 @@ class CapillaryFileTrigger(BaseTrigger):
         self.verified = sorted(int(i) for i in verified)
         self.client_options = dict(client_options or {})
         self.max_concurrency = max(1, int(max_concurrency))
+        self.not_before = float(not_before) if not_before is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the classpath and JSON-safe keyword arguments.
@@ -188,6 +194,7 @@ class CapillaryFileTrigger(BaseTrigger):
                 "verified": self.verified,
                 "client_options": self.client_options,
                 "max_concurrency": self.max_concurrency,
+                "not_before": self.not_before,
             },
         )
 
@@ -221,6 +228,10 @@ class CapillaryFileTrigger(BaseTrigger):
                     return expected, await probe_async(client, expected, self.verify, cap)
 
             waiting: list[str] = []
+            if self.not_before is not None:
+                delay = min(self.not_before, self.deadline) - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             while True:
                 pending = state.pending
                 if pending:

@@ -277,6 +277,7 @@ def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocke
         "verified": [0],
         "client_options": {"verify": True, "timeout": [4.0, 20.0], "proxies": None, "retry_after_max": 60.0},
         "max_concurrency": 8,
+        "not_before": 1_009.0,  # one poke interval after the worker's own check
     }
 
 

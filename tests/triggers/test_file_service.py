@@ -98,6 +98,7 @@ def test_serialize_round_trip_is_json_safe():
             "retry_after_max": 60.0,
         },
         "max_concurrency": 2,
+        "not_before": None,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert CapillaryFileTrigger(**json.loads(json.dumps(kwargs))).serialize() == (classpath, kwargs)
@@ -113,6 +114,19 @@ def test_waits_through_404_then_succeeds_with_exact_request(storage, clock):
     assert request.headers["Range"] == "bytes=0-0"
     assert "Authorization" not in request.headers
     assert not any(h.lower().startswith("x-cap") for h in request.headers)
+
+
+@pytest.mark.parametrize(
+    ("not_before", "sleeps"),
+    [(None, []), (START + 9.0, [9.0]), (START - 1.0, []), (START + 10_000.0, None)],
+    ids=["none", "later", "past", "after-deadline"],
+)
+def test_first_check_waits_until_not_before_but_never_past_the_deadline(storage, clock, not_before, sleeps):
+    record = make_record()
+    storage.script("hero.png", httpx.Response(206, headers=OK_206, content=b"\x89"))
+    trigger = make_trigger([record], not_before=not_before)
+    assert run(trigger) == [TriggerEvent({"status": "success", "records": [record]})]
+    assert clock.sleeps == (sleeps if sleeps is not None else [trigger.deadline - START])
 
 
 def test_sha256_mode_reads_the_whole_body(storage, clock):
