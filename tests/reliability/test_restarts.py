@@ -48,9 +48,8 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_kill_9_mid_batch_then_restart_on_the_same_port(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mocker: Any, hook_log: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook_log: pytest.LogCaptureFixture
 ) -> None:
-    mocker.patch("airflow.sdk.log.mask_secret")  # see test_fault_soak: the masker is quadratic
     images = unique_pngs(tmp_path / "catalogue", FILES)
     emu = EmulatorProcess(tmp_path / "emulator", args=["--latency-ms", "100"]).start()
     try:
