@@ -427,6 +427,8 @@ class CapillaryFileHook(BaseHook):
                 auth=self.auth,
                 timeout=self.config.timeout,
             )
+        except UnicodeError as exc:  # requests decodes a redirect's Location header as UTF-8
+            raise requests.exceptions.InvalidURL(f"redirected to a non-UTF-8 Location: {exc}") from None
         finally:
             if data is not None:
                 data.close()
