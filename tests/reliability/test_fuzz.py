@@ -304,7 +304,7 @@ def test_redirect_to_a_location_that_is_not_utf8(location: str) -> None:
     """A 3xx whose ``Location`` is not UTF-8 (as a misconfigured proxy may send it).
 
     ``requests`` decodes the header as UTF-8 while following the redirect and raises
-    ``UnicodeDecodeError``, which the hook lets escape (found by ``test_upload_answers``).
+    ``UnicodeDecodeError``, which escaped the hook until it mapped it (found by ``test_upload_answers``).
     """
     hook = make_hook()
     mount(hook, lambda request: response(307, {"Location": location}, b""))
