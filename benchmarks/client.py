@@ -87,7 +87,8 @@ def _session_loop(params: dict[str, Any]) -> Callable[[list[str]], int]:
 
     session = requests.Session()
     session.headers["Authorization"] = _basic_header(*params["basic"])
-    session.verify = params.get("verify", True)
+    # Per request, not ``session.verify``: requests lets REQUESTS_CA_BUNDLE override the latter.
+    verify = params.get("verify", True)
 
     def run(paths: list[str]) -> int:
         for path in paths:
@@ -96,10 +97,42 @@ def _session_loop(params: dict[str, Any]) -> Callable[[list[str]], int]:
                 response = session.post(
                     _upload_url(params["base_url"], name),
                     files={"file": (name, handle, "image/png")},
+                    verify=verify,
                     timeout=REQUEST_TIMEOUT,
                 )
             _check(response, name)
         return len(paths)
+
+    return run
+
+
+def _session_pool(params: dict[str, Any]) -> Callable[[list[str]], int]:
+    """A bare ``requests.Session`` shared by a thread pool: the control for the operator's pool."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    workers = int(params["workers"])
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=workers))
+    session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=workers))
+    session.headers["Authorization"] = _basic_header(*params["basic"])
+    # Per request, not ``session.verify``: requests lets REQUESTS_CA_BUNDLE override the latter.
+    verify = params.get("verify", True)
+
+    def upload(path: str) -> None:
+        name = os.path.basename(path)
+        with open(path, "rb") as handle:
+            response = session.post(
+                _upload_url(params["base_url"], name),
+                files={"file": (name, handle, "image/png")},
+                verify=verify,
+                timeout=REQUEST_TIMEOUT,
+            )
+        _check(response, name)
+
+    def run(paths: list[str]) -> int:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return sum(1 for _ in pool.map(upload, paths))
 
     return run
 
@@ -195,6 +228,7 @@ def _operator(params: dict[str, Any]) -> Callable[[list[str]], int]:
 UPLOADERS: dict[str, Callable[[dict[str, Any]], Callable[[list[str]], int]]] = {
     "requests_post": _requests_post,
     "session_loop": _session_loop,
+    "session_pool": _session_pool,
     "http_hook": _http_hook,
     "hook_serial": _hook_serial,
     "hook_pool": _hook_pool,

@@ -55,8 +55,8 @@ def test_every_case_ran_without_error(tiny):
 def test_case1_throughput_reports_every_client(tiny):
     result = tiny[1]
     (table,) = result.tables
-    assert _column(table, "") == ["(a)", "(b)", "(c)"]
-    assert _column(table, "Workers") == ["1", "1", "2"]
+    assert _column(table, "") == ["(a)", "(b)", "(c)", "(d)"]
+    assert _column(table, "Workers") == ["1", "1", "8", "8"]
     assert _column(table, "x (a)")[0] == "1.00x"
     assert all(len(rates) == 1 and rates[0] > 0 for rates in result.data["rates"].values())
     # No latency is injected at this size: there is no limit to compare with.
