@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -108,6 +109,23 @@ def redact_url(url: str) -> str:
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+def redact_records(records: Any) -> Any:
+    """Return upload records (one dict, or a list of them) with every ``secure_file_path`` redacted.
+
+    For what Airflow stores or logs on its own (rendered fields, trigger events). Anything else
+    (e.g. the lazy sequence of a mapped task's outputs) is returned as it is.
+
+    :param records: a record, a list of records, or anything else.
+    :return: copies with redacted URLs, or ``records`` unchanged.
+    """
+    if isinstance(records, dict):
+        url = records.get("secure_file_path")
+        return {**records, "secure_file_path": redact_url(url)} if isinstance(url, str) else records
+    if isinstance(records, list | tuple):
+        return [redact_records(r) for r in records]
+    return records
 
 
 def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:

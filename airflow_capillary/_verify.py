@@ -190,7 +190,7 @@ def parse_retry_after(value: str | None, *, cap: float, now: float | None = None
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         seconds = float(text)
     else:
         try:
@@ -221,7 +221,7 @@ def _media_type(value: str | None) -> str:
 
 def _int_header(value: str | None) -> int | None:
     text = (value or "").strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def judge_response(

@@ -31,7 +31,7 @@ from airflow_capillary.emulator.state import EmulatorState
 from airflow_capillary.emulator.store import BodySink, StoredFile
 
 UPLOAD_PREFIX = "/api_gateway/file-service"
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_NAME_BYTES = 255
 #: Content types that say nothing about the image: the extension decides instead.
 GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded", "binary/octet-stream"}
@@ -57,7 +57,7 @@ def validate_namespace(namespace: str) -> str | None:
     :return: the error message, or ``None``.
     """
     if not NAMESPACE_RE.match(namespace):
-        return f"Invalid namespace {namespace!r}: use 1-64 letters, digits, '-' or '_'"
+        return f"Invalid namespace {namespace!r}: use 1-128 letters, digits, '.', '-' or '_'"
     return None
 
 

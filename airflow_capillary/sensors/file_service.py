@@ -18,7 +18,7 @@ import httpx
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_capillary._redact import redact_text, redact_url, register_url_credentials
+from airflow_capillary._redact import redact_records, redact_text, register_url_credentials
 from airflow_capillary._verify import (
     ERROR_KINDS,
     VERIFY_MODES,
@@ -82,12 +82,17 @@ class CapillaryFileSensor(BaseSensorOperator):
     :param max_consecutive_failures: fail a file after this many transient failures in a row
         (connection errors, 429, 5xx; a 404 does not count); ``None`` for no bound.
     :param max_concurrency: files fetched at once.
+    :param include_secure_url: keep ``secure_file_path`` in the records pushed to XCom. Off by
+        default: once verified, what publishing needs is the handle, while the URL is a
+        credential for about an hour that every downstream task would otherwise show in its
+        rendered fields; when off, ``secure_file_path`` is ``None`` in the output.
     :param poke_interval: seconds between pokes (default 30).
     :param timeout: seconds before the sensor gives up (default 3600: a secure URL lives one hour,
         so waiting longer can only end in a 403).
     :param kwargs: other :class:`~airflow.sdk.BaseSensorOperator` arguments (``mode``, ...).
     :return: (XCom) the verified records, in input order: one record (a dict) for a single-record
-        ``files``, else a list; the same in both modes.
+        ``files``, else a list; the same in both modes (``secure_file_path`` is ``None`` unless
+        ``include_secure_url``).
     """
 
     template_fields: Sequence[str] = ("files", "capillary_conn_id")
@@ -102,6 +107,7 @@ class CapillaryFileSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_consecutive_failures: int | None = 10,
         max_concurrency: int = 8,
+        include_secure_url: bool = False,
         poke_interval: timedelta | float = 30,
         timeout: timedelta | float = 3600,
         **kwargs: Any,
@@ -118,6 +124,7 @@ class CapillaryFileSensor(BaseSensorOperator):
         if isinstance(max_concurrency, bool) or max_concurrency < 1:
             raise CapillaryConfigError(f"max_concurrency must be an integer >= 1, not {max_concurrency!r}")
         self.files = files
+        self.include_secure_url = include_secure_url
         self.capillary_conn_id = capillary_conn_id
         self.verify = verify
         self.deferrable = deferrable
@@ -187,7 +194,7 @@ class CapillaryFileSensor(BaseSensorOperator):
             return
         for record in self._flattened[0]:
             register_url_credentials(record.get("secure_file_path"))
-        self.files = _without_url_credentials(self.files)
+        self.files = redact_records(self.files)
 
     def _prepare(self) -> None:
         records, self._single = self._flattened or flatten_files(self.files)
@@ -274,14 +281,21 @@ class CapillaryFileSensor(BaseSensorOperator):
         records = event.get("records")
         if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
             raise CapillaryError(f"unexpected success event from CapillaryFileTrigger: {_describe(event)}")
-        # The output shape follows ``files``, rendered again on resume (no extra state to carry:
-        # ``dag.test()`` drops the deferral's kwargs when it runs a trigger inline).
-        self._single = (self._flattened or flatten_files(self.files))[1]
-        self.log.info("all %d file(s) are served intact", len(records))
-        return self._output(records)
+        # The output is the sensor's own records (``files``, rendered again on resume: no extra
+        # state to carry, and ``dag.test()`` drops the deferral's kwargs when it runs a trigger
+        # inline). The event's copies have their URLs redacted: Airflow logs and stores events.
+        own, self._single = self._flattened or flatten_files(self.files)
+        if len(records) != len(own):
+            raise CapillaryError(
+                f"success event from CapillaryFileTrigger for {len(records)} record(s), "
+                f"the sensor has {len(own)}"
+            )
+        self.log.info("all %d file(s) are served intact", len(own))
+        return self._output(own)
 
     def _output(self, records: list[dict[str, Any]] | list[Mapping[str, Any]]) -> Any:
-        return dict(records[0]) if self._single and len(records) == 1 else [dict(r) for r in records]
+        out = [dict(r) if self.include_secure_url else {**r, "secure_file_path": None} for r in records]
+        return out[0] if self._single and len(out) == 1 else out
 
 
 def probe_sync(client: httpx.Client, expected: ExpectedFile, verify: str, retry_after_cap: float) -> Verdict:
@@ -339,19 +353,6 @@ def _flatten_into(value: Any, out: list[Mapping[str, Any]], where: str) -> None:
         raise CapillaryInvalidInputError(
             f"{where} is a {type(value).__name__}, not an upload record (a dict from UploadImageOperator)"
         )
-
-
-def _without_url_credentials(files: Any) -> Any:
-    """Return ``files`` (a record or a list of them) with every ``secure_file_path`` redacted.
-
-    Anything else (e.g. the lazy sequence of a mapped task's outputs) is returned as it is.
-    """
-    if isinstance(files, Mapping):
-        url = files.get("secure_file_path")
-        return {**files, "secure_file_path": redact_url(url)} if isinstance(url, str) else files
-    if isinstance(files, list | tuple):
-        return [_without_url_credentials(f) for f in files]
-    return files
 
 
 def _describe(event: Any) -> str:

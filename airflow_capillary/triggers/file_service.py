@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_capillary._redact import redact_text, redact_url
+from airflow_capillary._redact import redact_records, redact_text, redact_url, register_url_credentials
 from airflow_capillary._verify import (
     ERROR_KINDS,
     AnswerJudge,
@@ -203,6 +203,8 @@ class CapillaryFileTrigger(BaseTrigger):
 
         :return: an async iterator of exactly one :class:`TriggerEvent`.
         """
+        for record in self.records:  # this process's masker, for the triggerer's own log lines
+            register_url_credentials(record.get("secure_file_path"))
         try:
             event = await self._verify_all()
         except CapillaryError as exc:
@@ -240,7 +242,8 @@ class CapillaryFileTrigger(BaseTrigger):
                         return state.failure.to_event()
                 if state.done:
                     self.log.info("all %d file(s) are served intact", len(files))
-                    return {"status": "success", "records": state.records(self.records)}
+                    # URLs redacted: the triggerer logs events, and Airflow stores them.
+                    return {"status": "success", "records": redact_records(state.records(self.records))}
                 remaining = self.deadline - time.time()
                 if remaining <= 0:
                     names = ", ".join(repr(f.name) for f in state.pending[:10])

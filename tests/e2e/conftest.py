@@ -139,11 +139,14 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _screenshot_dir(tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Launch Debian's headless Chromium through Playwright (never Playwright's own download).
 
-    Playwright gives every launch a fresh temporary profile (``--user-data-dir``).
+    Playwright gives every launch a fresh temporary profile (``--user-data-dir``). Module-scoped:
+    Playwright's sync API keeps an event loop running in the main thread while it is open, and
+    every later ``asyncio.run()`` (the trigger tests) would fail with "cannot be called from a
+    running event loop".
 
     :return: the browser.
     """
@@ -159,7 +162,7 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_storage_state(browser: Browser, airflow_deployment: AirflowDeployment) -> dict[str, Any]:
     """Sign in once through Airflow's login page and keep the session cookie for every test.
 

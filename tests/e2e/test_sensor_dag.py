@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.e2e._child_dag import REPO_ROOT, child_dag_env
-from tests.sensors.records import PNG
+from tests.sensors.records import PNG, without_url
 
 DAG_FILE = REPO_ROOT / "tests" / "dags" / "sensor_verify_uploads.py"
 DAG_ID = "capillary_sensor_verify_uploads"
@@ -160,9 +160,10 @@ def test_served_files_are_verified_and_published(runs: dict[str, Any]) -> None:
     xcoms = run["xcoms"]
     catalogue = xcoms["upload_catalogue[-1].return_value"]
     assert [r["name"] for r in catalogue] == ["a.png", "b.png", "hero.png"]
-    assert xcoms["verify_catalogue[-1].return_value"] == catalogue
-    assert xcoms["verify_hero[-1].return_value"] == xcoms["upload_hero[-1].return_value"]
-    assert xcoms["verify_each[-1].return_value"] == [xcoms["upload_each[0].return_value"]]
+    # The verified records, without the secure URLs (include_secure_url is off on the sensors).
+    assert xcoms["verify_catalogue[-1].return_value"] == without_url(catalogue)
+    assert xcoms["verify_hero[-1].return_value"] == without_url(xcoms["upload_hero[-1].return_value"])
+    assert xcoms["verify_each[-1].return_value"] == without_url([xcoms["upload_each[0].return_value"]])
     hero, each = xcoms["upload_hero[-1].return_value"], xcoms["upload_each[0].return_value"]
     assert xcoms["publish[-1].return_value"] == {
         r["name"]: r["file_handle"] for r in [*catalogue, hero, each]

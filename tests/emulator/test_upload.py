@@ -286,8 +286,8 @@ def test_several_unnamed_file_parts_are_ambiguous(emu: CapillaryEmulator) -> Non
         ("rewards", "a%0Ab.png", "File name must not contain control characters"),
         ("rewards", "x" * 300 + ".png", "File name is longer than 255 bytes"),
         ("rewards", "", "File name is required"),
-        ("re wards", "a.png", "Invalid namespace 're wards': use 1-64 letters, digits, '-' or '_'"),
-        ("-rewards", "a.png", "Invalid namespace '-rewards': use 1-64 letters, digits, '-' or '_'"),
+        ("re wards", "a.png", "Invalid namespace 're wards': use 1-128 letters, digits, '.', '-' or '_'"),
+        ("-rewards", "a.png", "Invalid namespace '-rewards': use 1-128 letters, digits, '.', '-' or '_'"),
     ],
     ids=[
         "no-extension",
@@ -408,3 +408,15 @@ def test_reading_an_upload_path_probes_credentials_without_side_effects(
         assert response.headers["allow"] == "POST"
     assert emu.stored_files() == []
     assert emu.requests() == []
+
+
+def test_namespaces_accept_what_the_hook_accepts(emu: CapillaryEmulator) -> None:
+    for namespace in ("rewards.v2", "a" * 128):
+        response = requests.post(
+            upload_url(emu, "a.png", namespace), data=png_bytes(), headers=basic_header(), timeout=10
+        )
+        assert (response.status_code, response.json()["file"]["namespace"]) == (200, namespace)
+    response = requests.post(
+        upload_url(emu, "a.png", "a" * 129), data=png_bytes(), headers=basic_header(), timeout=10
+    )
+    assert response.status_code == 400

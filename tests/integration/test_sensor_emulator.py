@@ -13,6 +13,7 @@ import pytest
 import requests
 from airflow.triggers.base import TriggerEvent
 
+from airflow_capillary._redact import redact_records
 from airflow_capillary.emulator import CapillaryEmulator, Fault
 from airflow_capillary.exceptions import (
     CapillarySecureUrlExpiredError,
@@ -23,7 +24,7 @@ from airflow_capillary.hooks.file_service import CapillaryFileHook
 from airflow_capillary.models import UploadedFile
 from airflow_capillary.sensors.file_service import CapillaryFileSensor
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
-from tests.sensors.records import PNG
+from tests.sensors.records import PNG, without_url
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ def downloads(emu: CapillaryEmulator) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("verify", ["size", "sha256"])
 def test_served_files_are_verified(capillary_conn, verify):
     records = [upload("hero.png", PNG), upload("banner.jpg", JPEG)]
-    assert sensor(records, verify=verify).execute({}) == records
+    assert sensor(records, verify=verify).execute({}) == without_url(records)
     gets = downloads(capillary_conn)
     assert [(r["method"], r["status"]) for r in gets] == [("GET", 206 if verify == "size" else 200)] * 2
     for request in gets:
@@ -85,7 +86,7 @@ def test_waits_through_storage_errors_honouring_retry_after(capillary_conn):
         ]
     )
     started = time.monotonic()
-    assert sensor(record, verify="sha256").execute({}) == record
+    assert sensor(record, verify="sha256").execute({}) == without_url(record)
     assert time.monotonic() - started >= 1.0
     assert [r["status"] for r in downloads(capillary_conn)][-1] == 200
 
@@ -140,7 +141,7 @@ def test_trigger_verifies_served_files(capillary_conn, verify):
     trigger = CapillaryFileTrigger(
         records=records, deadline=time.time() + 30, verify=verify, poll_interval=0.05, client_options={}
     )
-    assert run_trigger(trigger) == [TriggerEvent({"status": "success", "records": records})]
+    assert run_trigger(trigger) == [TriggerEvent({"status": "success", "records": redact_records(records)})]
 
 
 def test_trigger_reports_a_placeholder(capillary_conn):
@@ -162,4 +163,4 @@ def test_tls_with_the_connections_ca_bundle(tmp_path: Path, monkeypatch: pytest.
         assert record["secure_file_path"].startswith("https://")
         s = sensor(record, verify="sha256", deferrable=False)
         assert s.client_options["verify"] == str(emu.ca_cert_path)
-        assert s.execute({}) == record
+        assert s.execute({}) == without_url(record)

@@ -22,7 +22,7 @@ from airflow_capillary.exceptions import (
 from airflow_capillary.sensors import file_service
 from airflow_capillary.sensors.file_service import AirflowSensorTimeout, CapillaryFileSensor
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
-from tests.sensors.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
+from tests.sensors.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record, without_url
 from tests.sensors.storage import Storage
 
 try:  # Airflow >= 3.2
@@ -110,7 +110,7 @@ def test_pokes_recheck_only_pending_files_and_send_no_capillary_credentials(stor
     first = s.poke({})
     assert (first.is_done, first.xcom_value) == (False, None)
     second = s.poke({})
-    assert (second.is_done, second.xcom_value) == (True, [a, b])
+    assert (second.is_done, second.xcom_value) == (True, without_url([a, b]))
     assert sorted(r.url.path for r in storage.requests) == [
         "/rewards/100606/a.png",
         "/rewards/100606/b.png",
@@ -126,14 +126,14 @@ def test_pokes_recheck_only_pending_files_and_send_no_capillary_credentials(stor
 def test_execute_single_record_returns_one_record(storage):
     record = make_record()
     storage.script("hero.png", httpx.Response(503), httpx.Response(206, headers=OK_206))
-    assert sensor(record).execute({}) == record
+    assert sensor(record).execute({}) == without_url(record)
 
 
 def test_execute_mapped_output_returns_flat_list_in_sha256_mode(storage):
     a, b, c = make_record("a.png"), make_record("b.png"), make_record("c.png")
     for name in ("a.png", "b.png", "c.png"):
         storage.script(name, httpx.Response(200, headers={"Content-Type": "image/png"}, content=PNG))
-    assert sensor([[a, b], [c]], verify="sha256").execute({}) == [a, b, c]
+    assert sensor([[a, b], [c]], verify="sha256").execute({}) == without_url([a, b, c])
     assert all("Range" not in r.headers for r in storage.requests)
 
 
@@ -242,14 +242,14 @@ def test_rendering_masks_session_credentials_before_the_rendered_fields_are_stor
     ]
     storage.script("a.png", httpx.Response(206, headers=OK_206))
     storage.script("b.png", httpx.Response(206, headers=OK_206))
-    # ...while the checks use the real URLs, and the XCom holds the records as they came.
-    assert s.execute({}) == [a, b]
+    # ...while the checks use the real URLs (the XCom drops them unless include_secure_url).
+    assert s.execute({}) == without_url([a, b])
 
 
 def test_deferrable_returns_without_deferring_when_the_first_poke_succeeds(storage):
     record = make_record()
     storage.script("hero.png", httpx.Response(206, headers=OK_206))
-    assert sensor(record, deferrable=True).execute({}) == record
+    assert sensor(record, deferrable=True).execute({}) == without_url(record)
 
 
 def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocker):
@@ -283,9 +283,30 @@ def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocke
 
 def test_execute_complete_success_keeps_the_input_shape():
     a, b = make_record("a.png"), make_record("b.png")
-    assert sensor(a).execute_complete({}, {"status": "success", "records": [a]}) == a
-    assert sensor([a]).execute_complete({}, {"status": "success", "records": [a]}) == [a]
-    assert sensor([[a], b]).execute_complete({}, {"status": "success", "records": [a, b]}) == [a, b]
+    assert sensor(a).execute_complete({}, {"status": "success", "records": [a]}) == without_url(a)
+    assert sensor([a]).execute_complete({}, {"status": "success", "records": [a]}) == without_url([a])
+    assert sensor([[a], b]).execute_complete({}, {"status": "success", "records": [a, b]}) == without_url(
+        [a, b]
+    )
+
+
+def test_execute_complete_returns_its_own_records_not_the_events_redacted_copies():
+    a, b = make_record("a.png"), make_record("b.png")
+    event = {"status": "success", "records": _redact.redact_records([a, b])}
+    assert sensor([a, b], include_secure_url=True).execute_complete({}, event) == [a, b]
+    with pytest.raises(
+        CapillaryError, match=r"^success event from CapillaryFileTrigger for 1 record\(s\), the sensor has 2$"
+    ):
+        sensor([a, b]).execute_complete({}, {"status": "success", "records": [a]})
+
+
+def test_include_secure_url_keeps_the_urls_in_the_output(storage):
+    a, b = make_record("a.png"), make_record("b.png")
+    storage.script("a.png", httpx.Response(206, headers=OK_206))
+    storage.script("b.png", httpx.Response(206, headers=OK_206))
+    assert sensor([a, b], include_secure_url=True).execute({}) == [a, b]
+    event = {"status": "success", "records": [a]}
+    assert sensor([a], include_secure_url=True).execute_complete({}, event) == [a]
 
 
 @pytest.mark.parametrize(

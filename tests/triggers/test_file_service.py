@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import types
 from typing import Any
 
 import httpx
 import pytest
 from airflow.triggers.base import TriggerEvent
 
+from airflow_capillary import _redact
+from airflow_capillary._redact import redact_records
 from airflow_capillary.exceptions import CapillaryConfigError
 from airflow_capillary.triggers import file_service
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger, client_options, httpx_client_kwargs
-from tests.sensors.records import PNG, SIGNATURE, make_record
+from tests.sensors.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
 from tests.sensors.storage import Storage
 
 SIZE = len(PNG)
@@ -42,7 +45,10 @@ class FakeClock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(file_service.time, "time", fake.time)
-    monkeypatch.setattr(file_service.asyncio, "sleep", fake.sleep)
+    # A stand-in for the module's ``asyncio`` (patching ``asyncio.sleep`` itself would also catch
+    # every other event loop of the process, e.g. a session-wide emulator's server thread).
+    fake_asyncio = types.SimpleNamespace(**{**vars(asyncio), "sleep": fake.sleep})
+    monkeypatch.setattr(file_service, "asyncio", fake_asyncio)
     return fake
 
 
@@ -107,7 +113,9 @@ def test_serialize_round_trip_is_json_safe():
 def test_waits_through_404_then_succeeds_with_exact_request(storage, clock):
     record = make_record()
     storage.script("hero.png", httpx.Response(404), httpx.Response(206, headers=OK_206, content=b"\x89"))
-    assert run(make_trigger([record])) == [TriggerEvent({"status": "success", "records": [record]})]
+    assert run(make_trigger([record])) == [
+        TriggerEvent({"status": "success", "records": redact_records([record])})
+    ]
     assert clock.sleeps == [5.0]
     request = storage.requests[0]
     assert (request.method, str(request.url)) == ("GET", record["secure_file_path"])
@@ -125,7 +133,7 @@ def test_first_check_waits_until_not_before_but_never_past_the_deadline(storage,
     record = make_record()
     storage.script("hero.png", httpx.Response(206, headers=OK_206, content=b"\x89"))
     trigger = make_trigger([record], not_before=not_before)
-    assert run(trigger) == [TriggerEvent({"status": "success", "records": [record]})]
+    assert run(trigger) == [TriggerEvent({"status": "success", "records": redact_records([record])})]
     assert clock.sleeps == (sleeps if sleeps is not None else [trigger.deadline - START])
 
 
@@ -133,7 +141,7 @@ def test_sha256_mode_reads_the_whole_body(storage, clock):
     record = make_record()
     storage.script("hero.png", httpx.Response(200, headers={"Content-Type": "image/png"}, content=PNG))
     assert run(make_trigger([record], verify="sha256")) == [
-        TriggerEvent({"status": "success", "records": [record]})
+        TriggerEvent({"status": "success", "records": redact_records([record])})
     ]
     assert "Range" not in storage.requests[0].headers
     assert clock.sleeps == []
@@ -231,7 +239,7 @@ def test_only_unverified_files_are_fetched(storage, clock):
     storage.script("b.png", httpx.Response(404), httpx.Response(206, headers=OK_206))
     storage.script("c.png", httpx.Response(206, headers=OK_206))
     (event,) = run(make_trigger([a, b, c], verified=[0]))
-    assert event.payload == {"status": "success", "records": [a, b, c]}
+    assert event.payload == {"status": "success", "records": redact_records([a, b, c])}
     assert [r.url.path for r in storage.requests] == [
         "/rewards/100606/b.png",
         "/rewards/100606/c.png",
@@ -300,3 +308,14 @@ def test_missing_ca_bundle_in_the_triggerer_is_a_config_error_event(storage, clo
     (event,) = run(trigger)
     assert event.payload["kind"] == "config"
     assert storage.requests == []
+
+
+def test_run_masks_the_urls_session_credentials_in_the_triggerer_process(storage, clock, mocker):
+    mocker.patch.object(_redact, "_registered", set())
+    register = mocker.patch.object(_redact, "register_secret")
+    record = make_record()
+    storage.script("hero.png", httpx.Response(206, headers=OK_206, content=b"\x89"))
+    (event,) = run(make_trigger([record]))
+    assert mocker.call(SECURITY_TOKEN) in register.call_args_list
+    assert SECURITY_TOKEN not in json.dumps(event.payload)
+    assert SIGNATURE not in json.dumps(event.payload)
