@@ -78,8 +78,9 @@ def render(document: dict[str, Any], analysis: str = "") -> str:
     for run in runs.values():
         numbers = [n for n, case in cases.items() if case["run"] == run]
         parts.append(
-            f"- Cases {', '.join(numbers)}: `{run['command']}` ({run['mode']} size), {run['date']}; "
-            f"load average (1/5/15 min) {run['load_before']} before, {run['load_after']} after."
+            f"- Cases {', '.join(numbers)}: `{run['command']}` ({run['mode']} size), {run['date']}, "
+            f"revision {run.get('revision', 'not recorded')}; load average (1/5/15 min) "
+            f"{run['load_before']} before, {run['load_after']} after."
         )
     machine = next(iter(runs.values()))["machine"] if runs else {}
     parts.append("\n## Machine\n")

@@ -5,7 +5,9 @@ Usage (``make bench`` runs the first form)::
     .venv/bin/python benchmarks/run.py [--quick] [--cases 1,2,...] [--repeats N] [--keep]
 
 ``--quick`` runs smaller sizes and fewer rounds (a few minutes); ``--cases`` runs only some cases
-and keeps the stored results of the others (``benchmarks/results.json``), each dated.
+and keeps the stored results of the others (``benchmarks/results.json``), each dated;
+``--render`` runs nothing and rewrites the report from the stored results and
+``benchmarks/analysis.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import subprocess
 import sys
 import time
 import traceback
@@ -46,6 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown report to rewrite")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="stored results (JSON)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directories")
+    parser.add_argument(
+        "--render", action="store_true", help="run nothing: rewrite the report from the stored results"
+    )
     return parser.parse_args(argv)
 
 
@@ -99,6 +105,28 @@ def run_cases(
     return results
 
 
+def revision() -> str:
+    """Return the commit measured, and the provider files changed in the working tree, if any.
+
+    :return: e.g. ``0a03938`` or ``0a03938 + uncommitted changes to airflow_capillary/models.py``.
+    """
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "airflow_capillary"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    changed = sorted(line[3:] for line in status.splitlines() if line.strip())
+    return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected cases and rewrite the report.
 
@@ -107,9 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     """
     args_list = sys.argv[1:] if argv is None else argv
     args = parse_args(args_list)
+    analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
+    if args.render:
+        args.output.write_text(report.render(report.load_results(args.results), analysis))
+        print(f"wrote {args.output} from {args.results}", flush=True)
+        return 0
     mode = args.size or ("quick" if args.quick else "full")
     numbers = selected_cases(args.cases)
     load_before = load_average()
+    measured = revision()
     results = run_cases(numbers, mode=mode, repeats=args.repeats, keep=args.keep)
     python = Path(sys.executable)
     shown = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
@@ -117,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([str(shown), "benchmarks/run.py", *args_list]),
         "mode": mode,
+        "revision": measured,
         "machine": machine_info(),
         "load_before": load_before,
         "load_after": load_average(),
@@ -124,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     document = report.merge_results(report.load_results(args.results), results, run)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
-    analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
     args.output.write_text(report.render(document, analysis))
     print(f"wrote {args.output} and {args.results}", flush=True)
     return 1 if any(result.error for result in results) else 0

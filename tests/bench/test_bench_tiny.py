@@ -284,3 +284,16 @@ def test_sizes_have_every_mode():
     for number, module in CASES.items():
         assert sorted(module.SIZES) == ["full", "quick", "tiny"], number
         assert number == module.NUMBER
+
+
+def test_render_rewrites_report_from_stored_results_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_run, "run_cases", lambda *a, **k: pytest.fail("--render must run no case"))
+    results = tmp_path / "results.json"
+    run = {"date": "d", "command": "c", "mode": "full", "machine": {}, "load_before": "", "load_after": ""}
+    results.write_text(
+        json.dumps({"cases": {"3": {**CaseResult(number=3, title="stored").to_dict(), "run": run}}})
+    )
+    output = tmp_path / "BENCHMARKS.md"
+
+    assert bench_run.main(["--render", "--output", str(output), "--results", str(results)]) == 0
+    assert "## Case 3: stored" in output.read_text()
