@@ -74,6 +74,19 @@ class _Token:
     refresh_at: float
 
 
+def refresh_margin(ttl: float, cap: float = 30.0) -> float:
+    """Seconds before a token's end at which it is replaced.
+
+    A quarter of the lifetime, at least 2 s (issuers round expiry times down to whole seconds:
+    a 2 s token may live only 1 s), never more than half the lifetime nor ``cap``.
+
+    :param ttl: the token's lifetime (``ttlSeconds``).
+    :param cap: the hook's ``refresh_margin``.
+    :return: the margin in seconds.
+    """
+    return min(cap, max(ttl / 4, min(2.0, ttl / 2)))
+
+
 class CapillaryOAuth(CapillaryAuth):
     """OAuth client credentials: ``POST token_url {"key", "secret"}`` -> ``data.accessToken``.
 
@@ -184,10 +197,7 @@ class CapillaryOAuth(CapillaryAuth):
         register_secret(value)
         self._seen = [*self._seen[-3:], value]
         ttl = _ttl(data) if isinstance(data, dict) else self.DEFAULT_TTL
-        # A quarter of the lifetime, at least 2 s (issuers round expiry times down to whole
-        # seconds: a 2 s token may live 1 s), never more than half of it nor refresh_margin.
-        margin = min(self.refresh_margin, max(ttl / 4, min(2.0, ttl / 2)))
-        return _Token(value=value, refresh_at=started + ttl - margin)
+        return _Token(value=value, refresh_at=started + ttl - refresh_margin(ttl, self.refresh_margin))
 
     def secrets(self) -> tuple[str, ...]:
         """Return the client secret and the recent tokens.

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_capillary.hooks._auth import refresh_margin
 from benchmarks.harness import (
     CaseResult,
     Table,
@@ -43,7 +44,7 @@ LONG_TTL = 300
 #: limit, at least MIN_BUDGET seconds.
 BUDGET_FACTOR = 5.0
 MIN_BUDGET = 30.0
-#: The hook refreshes a token this many seconds before it expires, at most a quarter of its lifetime.
+#: The hook's cap on how early it refreshes a token (see ``refresh_margin``).
 REFRESH_MARGIN = 30.0
 
 
@@ -54,7 +55,7 @@ def expected_tokens(seconds: float, ttl: float) -> int:
     :param ttl: token lifetime.
     :return: the number of token lifetimes (windows) the run spans.
     """
-    usable = ttl - min(REFRESH_MARGIN, ttl / 4)
+    usable = ttl - refresh_margin(ttl, REFRESH_MARGIN)
     return max(1, math.ceil(seconds / usable))
 
 
@@ -140,7 +141,8 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
             "OAuth connection, in a fresh client process. The emulator's token log gives the accepted "
             "token requests; its request log the uploads answered 401 (an expired or unknown token). "
             "Token windows spanned = ceil(run time / (TTL - the hook's refresh margin)), the margin being "
-            f"min({REFRESH_MARGIN:g} s, TTL/4). Latency is injected so that the short-TTL run spans "
+            f"min({REFRESH_MARGIN:g} s, max(TTL/4, min(2 s, TTL/2))). Latency is injected so that the "
+            "short-TTL run spans "
             "several lifetimes."
         ),
         params=dict(size),
@@ -168,7 +170,7 @@ def _verdict(item: dict[str, Any], count: int, workers: int, *, exact: bool) -> 
         detail = (
             f"{item['tokens']} token requests for a {item['seconds']:.1f} s run spanning "
             f"{item['expected']} windows of {item['ttl']} s (refreshed "
-            f"{min(REFRESH_MARGIN, item['ttl'] / 4):g} s early); "
+            f"{refresh_margin(item['ttl'], REFRESH_MARGIN):g} s early); "
             f"{item['unauthorized']} upload(s) answered 401"
         )
     if item["timed_out"]:

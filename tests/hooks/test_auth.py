@@ -196,3 +196,14 @@ def test_token_endpoint_overload_is_transient():
     with pytest.raises(TransientHTTPError, match="OAuth token endpoint answered HTTP 503") as info:
         auth.token()
     assert (info.value.status_code, info.value.retry_after) == (503, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "margin"),
+    [(2, 1.0), (3, 1.5), (5, 2.0), (8, 2.0), (60, 15.0), (300, 30.0), (3600, 30.0)],
+    ids=["2s", "3s", "5s", "8s", "1min", "5min", "1h"],
+)
+def test_refresh_margin_is_a_quarter_at_least_2s_at_most_half_and_30s(ttl, margin):
+    from airflow_capillary.hooks._auth import refresh_margin
+
+    assert refresh_margin(ttl) == margin
