@@ -253,7 +253,8 @@ def test_write_large_png_has_exact_size_and_png_header(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("seconds", "ttl", "expected"),
-    [(0.5, 300, 1), (299, 300, 2), (6.0, 2, 4), (6.1, 2, 5), (3.0, 1, 4)],
+    # The hook refreshes TTL/4 early, at least 2 s but at most TTL/2: 1 s for TTL 2, 0.5 s for TTL 1.
+    [(0.5, 300, 1), (299, 300, 2), (6.0, 2, 6), (6.1, 2, 7), (3.0, 1, 6)],
     ids=["short-run", "margin-30s", "ttl2-exact", "ttl2-over", "ttl1"],
 )
 def test_expected_tokens(seconds, ttl, expected):
