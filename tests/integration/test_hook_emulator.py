@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +27,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # 10,248 bytes
 FAST: dict[str, Any] = {"retry_min_wait": 0.01, "retry_max_wait": 0.05, "retry_after_max": 0.05}
 
 
-@pytest.fixture(scope="module")
-def http_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapillaryEmulator]:
-    """One plain-HTTP emulator for the module (reset before each test that uses it)."""
-    with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("http-emulator")) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def https_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapillaryEmulator]:
-    """One HTTPS emulator (self-signed CA) for the module."""
-    with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("https-emulator"), tls=True) as emu:
-        yield emu
-
-
 @pytest.fixture
 def capillary_emulator(http_emulator: CapillaryEmulator) -> CapillaryEmulator:
     """The module's HTTP emulator, emptied (overrides the plugin's per-test emulator, for speed)."""
@@ -49,9 +35,10 @@ def capillary_emulator(http_emulator: CapillaryEmulator) -> CapillaryEmulator:
 
 
 @pytest.fixture
-def tls_emulator(https_emulator: CapillaryEmulator) -> CapillaryEmulator:
-    https_emulator.reset()
-    return https_emulator
+def tls_emulator(tls_emulator: CapillaryEmulator) -> CapillaryEmulator:
+    """The module's HTTPS emulator (tests/conftest.py), emptied before each test."""
+    tls_emulator.reset()
+    return tls_emulator
 
 
 @pytest.fixture(params=["http", "https"])

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
 
-from airflow_capillary.emulator import CapillaryEmulator
 from airflow_capillary.hooks.file_service import CapillaryFileHook
 from airflow_capillary.operators.upload_image import UploadImageOperator
 from tests.operators.images import png_bytes
@@ -65,20 +64,6 @@ def pushed_xcoms(ti: mock.MagicMock) -> dict[str, Any]:
     :return: key to value.
     """
     return {c.kwargs["key"]: c.kwargs["value"] for c in ti.xcom_push.call_args_list}
-
-
-@pytest.fixture(scope="module")
-def http_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapillaryEmulator]:
-    """One plain-HTTP emulator per test module (tests reset it)."""
-    with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("http-emulator")) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapillaryEmulator]:
-    """One HTTPS emulator (its own self-signed CA in ``ca_cert_path``) per test module (tests reset it)."""
-    with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("tls-emulator"), tls=True) as emu:
-        yield emu
 
 
 @pytest.fixture
