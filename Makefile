@@ -25,16 +25,16 @@ $(UV_BIN):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check "uv==0.13.8"
 
-$(VENV)/.installed: $(UV_BIN) $(LOCK) setup.cfg
+$(VENV)/.installed: $(UV_BIN) $(LOCK) setup.cfg emulator/pyproject.toml
 	$(UV_BIN) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) $(UV_BIN) pip install --quiet -r $(LOCK)
-	VIRTUAL_ENV=$(VENV) $(UV_BIN) pip install --quiet --no-deps -e .
+	VIRTUAL_ENV=$(VENV) $(UV_BIN) pip install --quiet --no-deps -e . -e ./emulator
 	touch $@
 
-$(VENV31)/.installed: $(UV_BIN) $(LOCK31) setup.cfg
+$(VENV31)/.installed: $(UV_BIN) $(LOCK31) setup.cfg emulator/pyproject.toml
 	$(UV_BIN) venv --quiet --allow-existing --python $(PYTHON) $(VENV31)
 	VIRTUAL_ENV=$(VENV31) $(UV_BIN) pip install --quiet -r $(LOCK31)
-	VIRTUAL_ENV=$(VENV31) $(UV_BIN) pip install --quiet --no-deps -e .
+	VIRTUAL_ENV=$(VENV31) $(UV_BIN) pip install --quiet --no-deps -e . -e ./emulator
 	touch $@
 
 venv: $(VENV)/.installed
@@ -63,7 +63,7 @@ test: lint venv31 system-deps
 	$(PY31) -m pytest -m "not integration and not e2e and not bench" -q -p no:cacheprovider
 
 emulator: venv
-	$(PY) -m airflow_capillary.emulator
+	$(PY) -m capillary_emulator
 
 demo: venv
 	$(PY) scripts/demo.py

@@ -17,7 +17,7 @@ import socket
 import sys
 from typing import Any
 
-from airflow_capillary.emulator import server
+from capillary_emulator import server
 
 
 def _build_server_with_nodelay(*args: Any, **kwargs: Any) -> Any:
@@ -30,7 +30,7 @@ def _build_server_with_nodelay(*args: Any, **kwargs: Any) -> Any:
 _build_server = server.build_server
 
 if __name__ == "__main__":
-    from airflow_capillary.emulator.__main__ import main
+    from capillary_emulator.__main__ import main
 
     server.build_server = _build_server_with_nodelay
     sys.exit(main())

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_capillary.emulator import EmulatorProcess
+    from capillary_emulator import EmulatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Basic credentials the emulator accepts by default.
@@ -335,14 +335,14 @@ def write_large_png(path: Path, size: int) -> Path:
 
 
 def _emulator_class() -> type[EmulatorProcess]:
-    from airflow_capillary.emulator import EmulatorProcess
+    from capillary_emulator import EmulatorProcess
 
     class ReadyEmulatorProcess(EmulatorProcess):
         """``EmulatorProcess`` started through :mod:`benchmarks.emulator_tcp`, ready once it answers."""
 
         def command(self) -> list[str]:
             command = super().command()
-            command[command.index("airflow_capillary.emulator")] = "benchmarks.emulator_tcp"
+            command[command.index("capillary_emulator")] = "benchmarks.emulator_tcp"
             return command
 
         def start(self) -> EmulatorProcess:

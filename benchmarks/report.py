@@ -19,7 +19,7 @@ Written by `benchmarks/run.py` (`make bench`); do not edit by hand. Every case c
 provider with its baselines **in the same run, on the same machine**, variants interleaved round by
 round, and reports ratios: this machine is shared and noisy, so absolute times drift between runs
 while ratios hold. Medians of repeated runs, with the spread (min-max). Everything runs on
-loopback against the local emulator (`python -m airflow_capillary.emulator`), each client in its
+loopback against the local emulator (`python -m capillary_emulator`), each client in its
 own process, the emulator in another. `make test` runs every case at a tiny size
 (`tests/bench/test_bench_tiny.py`) so that none of them rots; those runs assert the shape of the
 results, never their timing.

@@ -11,7 +11,7 @@ as an environment variable (URI or JSON form)::
         "extra": {"auth_type": "oauth", "oauth_url": "https://eu.api.capillarytech.com/v3/oauth/token/generate"}}'
 
 or in the UI (Admin > Connections, type "Capillary File Service"). ``make demo`` points it at the
-local emulator (``python -m airflow_capillary.emulator``).
+local emulator (``python -m capillary_emulator``).
 
 Settings (environment): ``CAPILLARY_REWARD_IMAGES``, the folder of images (default: the samples
 beside this file); ``CAPILLARY_PAYLOAD_DIR``, where the catalogue payload is written.

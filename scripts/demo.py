@@ -34,13 +34,13 @@ def stage(message: str) -> None:
 
 
 def start_emulator(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start ``python -m airflow_capillary.emulator`` on a free loopback port.
+    """Start ``python -m capillary_emulator`` on a free loopback port.
 
     :return: the process and its base URL (the first line it prints).
     """
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_capillary.emulator", "--port", "0", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "capillary_emulator", "--port", "0", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -120,7 +120,7 @@ def main() -> int:
         else:
             emulator, base_url = start_emulator(DEMO_DIR / "emulator-data", DEMO_DIR / "emulator.log")
             stage(f"emulator of Capillary's file service listening on {base_url}")
-            from airflow_capillary.emulator import DEFAULT_PASSWORD, DEFAULT_USER, connection_uri
+            from capillary_emulator import DEFAULT_PASSWORD, DEFAULT_USER, connection_uri
 
             env["AIRFLOW_CONN_CAPILLARY_DEFAULT"] = connection_uri(base_url, DEFAULT_USER, DEFAULT_PASSWORD)
         stage(f"initialising a throw-away Airflow home (SQLite); Airflow's output goes to {airflow_log}")

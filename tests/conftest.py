@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from airflow_capillary.emulator import CapillaryEmulator
+    from capillary_emulator import CapillaryEmulator
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="capillary-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
-pytest_plugins = ["airflow_capillary.emulator.pytest_plugin"]
+# The emulator's fixtures (capillary_emulator, capillary_conn) come from its pytest11 entry point.
 
 
 @pytest.fixture(scope="module")
 def http_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapillaryEmulator]:
     """One plain-HTTP emulator per test module, shared by its tests (which reset it): starting
     one per test costs about 0.25 s."""
-    from airflow_capillary.emulator import CapillaryEmulator
+    from capillary_emulator import CapillaryEmulator
 
     with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("http-emulator")) as emu:
         yield emu
@@ -36,7 +36,7 @@ def http_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capillar
 @pytest.fixture(scope="module")
 def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapillaryEmulator]:
     """One HTTPS emulator per test module (its own self-signed CA in ``ca_cert_path``)."""
-    from airflow_capillary.emulator import CapillaryEmulator
+    from capillary_emulator import CapillaryEmulator
 
     with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("tls-emulator"), tls=True) as emu:
         yield emu

@@ -27,9 +27,8 @@ from tests.e2e.airflow_deployment import AirflowDeployment
 from tests.e2e.airflow_deployment.upload_dag import UploadRun, run_upload_dag
 
 if TYPE_CHECKING:
+    from capillary_emulator import CapillaryEmulator
     from playwright.sync_api import Browser, Page
-
-    from airflow_capillary.emulator import CapillaryEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,7 +56,7 @@ def e2e_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capillary
     :param tmp_path_factory: pytest's session temporary directories.
     :return: the running emulator.
     """
-    from airflow_capillary.emulator import CapillaryEmulator
+    from capillary_emulator import CapillaryEmulator
 
     with CapillaryEmulator(data_dir=tmp_path_factory.mktemp("e2e-emulator")) as emu:
         yield emu
@@ -110,7 +109,7 @@ def upload_run(
     :param tmp_path_factory: pytest's session temporary directories.
     :return: the finished run and what was observed while it ran.
     """
-    from airflow_capillary.emulator import Fault
+    from capillary_emulator import Fault
 
     e2e_emulator.push_fault(Fault(status=404, headers={}, match="download", times=None))
     try:

@@ -16,7 +16,7 @@ from tests.e2e.airflow_deployment import COMPONENTS, AirflowDeployment
 from tests.e2e.airflow_deployment.upload_dag import SENSOR_TASK, UPLOAD_TASK, UploadRun
 
 if TYPE_CHECKING:
-    from airflow_capillary.emulator import CapillaryEmulator
+    from capillary_emulator import CapillaryEmulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from airflow_capillary.emulator import CapillaryEmulator
+from capillary_emulator import CapillaryEmulator
 
 pytestmark = pytest.mark.e2e
 

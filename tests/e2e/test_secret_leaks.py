@@ -27,9 +27,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
+from capillary_emulator import CapillaryEmulator, Fault
+from capillary_emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
 
-from airflow_capillary.emulator import CapillaryEmulator, Fault
-from airflow_capillary.emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
 from tests.e2e.airflow_deployment import AirflowDeployment
 
 pytestmark = pytest.mark.e2e

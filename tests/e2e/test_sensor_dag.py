@@ -109,7 +109,7 @@ def _child(dags_folder: str, folder: str, base_url: str, out: str) -> None:  # p
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the three scenarios against one emulator; return the report and each scenario's log."""
-    from airflow_capillary.emulator import CapillaryEmulator
+    from capillary_emulator import CapillaryEmulator
 
     root = tmp_path_factory.mktemp("sensor-dag")
     images = root / "images"

@@ -19,9 +19,8 @@ from tests.e2e.airflow_deployment import AirflowDeployment
 from tests.e2e.airflow_deployment.upload_dag import UPLOAD_TASK, UploadRun
 
 if TYPE_CHECKING:
+    from capillary_emulator import CapillaryEmulator
     from playwright.sync_api import Locator, Page, Route
-
-    from airflow_capillary.emulator import CapillaryEmulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

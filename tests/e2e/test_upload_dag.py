@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import requests
+from capillary_emulator import CapillaryEmulator
 
-from airflow_capillary.emulator import CapillaryEmulator
 from tests.e2e._child_dag import REPO_ROOT, child_dag_env
 from tests.operators.images import write_images
 

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-
-from airflow_capillary.emulator.server import CapillaryEmulator
-from airflow_capillary.emulator.state import RUNTIME_SETTINGS, EmulatorSettings
+from capillary_emulator.server import CapillaryEmulator
+from capillary_emulator.state import RUNTIME_SETTINGS, EmulatorSettings
 
 RUNTIME_DEFAULTS = {name: getattr(EmulatorSettings(), name) for name in RUNTIME_SETTINGS}
 

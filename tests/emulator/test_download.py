@@ -7,8 +7,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import requests
+from capillary_emulator.server import CapillaryEmulator
 
-from airflow_capillary.emulator.server import CapillaryEmulator
 from tests.emulator.conftest import png_bytes, upload
 
 pytestmark = pytest.mark.integration

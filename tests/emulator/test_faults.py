@@ -8,9 +8,9 @@ import time
 
 import pytest
 import requests
+from capillary_emulator.faults import Fault
+from capillary_emulator.server import CapillaryEmulator
 
-from airflow_capillary.emulator.faults import Fault
-from airflow_capillary.emulator.server import CapillaryEmulator
 from tests.emulator.conftest import KEY, SECRET, basic_header, png_bytes, upload_url
 
 pytestmark = pytest.mark.integration

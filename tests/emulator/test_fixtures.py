@@ -7,8 +7,8 @@ import os
 
 import pytest
 import requests
+from capillary_emulator.server import CapillaryEmulator
 
-from airflow_capillary.emulator.server import CapillaryEmulator
 from tests.emulator.conftest import basic_header
 
 pytestmark = pytest.mark.integration

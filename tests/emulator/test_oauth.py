@@ -8,8 +8,8 @@ import time
 
 import pytest
 import requests
+from capillary_emulator.server import CapillaryEmulator
 
-from airflow_capillary.emulator.server import CapillaryEmulator
 from tests.emulator.conftest import KEY, SECRET, upload_url
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import time
 
 import pytest
 import requests
+from capillary_emulator.process import EmulatorProcess
+from capillary_emulator.server import CapillaryEmulator
 
-from airflow_capillary.emulator.process import EmulatorProcess
-from airflow_capillary.emulator.server import CapillaryEmulator
 from tests.emulator.conftest import basic_header, png_bytes
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def test_cli_prints_base_url_then_credentials_and_stops_on_sigterm(tmp_path) -> 
         [
             sys.executable,
             "-m",
-            "airflow_capillary.emulator",
+            "capillary_emulator",
             "--data-dir",
             str(tmp_path),
             "--latency-ms",
@@ -64,7 +64,7 @@ def test_cli_prints_base_url_then_credentials_and_stops_on_sigterm(tmp_path) -> 
     ids=["user", "rate", "fault-kinds"],
 )
 def test_cli_rejects_bad_arguments(args: list[str], message: str) -> None:
-    from airflow_capillary.emulator.__main__ import build_parser
+    from capillary_emulator.__main__ import build_parser
 
     with pytest.raises(SystemExit) as excinfo:
         build_parser().parse_args(args)
@@ -72,7 +72,7 @@ def test_cli_rejects_bad_arguments(args: list[str], message: str) -> None:
 
 
 def test_cli_rejects_unknown_timezone(capsys) -> None:
-    from airflow_capillary.emulator.__main__ import main
+    from capillary_emulator.__main__ import main
 
     assert main(["--timezone", "Mars/Olympus"]) == 2
     assert "error:" in capsys.readouterr().err
@@ -148,7 +148,7 @@ def test_process_runner_with_tls_and_control_api(tmp_path) -> None:
     with EmulatorProcess(tmp_path, tls=True) as emulator:
         assert emulator.base_url.startswith("https://127.0.0.1:")
         assert emulator.ca_cert_path == str(tmp_path / "tls" / "ca.pem")
-        from airflow_capillary.emulator.faults import Fault
+        from capillary_emulator.faults import Fault
 
         emulator.push_fault(Fault(status=502, headers={}))
         assert _upload(emulator.base_url, "a.png", b"1", verify=emulator.ca_cert_path).status_code == 502

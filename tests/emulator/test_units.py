@@ -9,23 +9,22 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
 import pytest
-from cryptography import x509
-
-from airflow_capillary.emulator import auth as auth_module
-from airflow_capillary.emulator.auth import Authenticator, md5_hex
-from airflow_capillary.emulator.connection import connection_uri
-from airflow_capillary.emulator.download import RangeNotSatisfiable, parse_range
-from airflow_capillary.emulator.faults import (
+from capillary_emulator import auth as auth_module
+from capillary_emulator.auth import Authenticator, md5_hex
+from capillary_emulator.connection import connection_uri
+from capillary_emulator.download import RangeNotSatisfiable, parse_range
+from capillary_emulator.faults import (
     DEFAULT_RANDOM_KINDS,
     Fault,
     FaultPlan,
     RateLimiter,
     random_fault,
 )
-from airflow_capillary.emulator.signing import KEY_FILE, SIGNATURE_MISMATCH, UrlSigner, load_or_create_key
-from airflow_capillary.emulator.store import FileStore
-from airflow_capillary.emulator.tls import ensure_certificates
-from airflow_capillary.emulator.upload import guess_content_type
+from capillary_emulator.signing import KEY_FILE, SIGNATURE_MISMATCH, UrlSigner, load_or_create_key
+from capillary_emulator.store import FileStore
+from capillary_emulator.tls import ensure_certificates
+from capillary_emulator.upload import guess_content_type
+from cryptography import x509
 
 NOW = datetime(2024, 5, 8, 3, 40, 59, tzinfo=timezone.utc)
 PATH = "/_s3/bucket/rewards/100606/x.png"
@@ -225,7 +224,7 @@ def test_random_configuration_is_validated() -> None:
 
 def test_rate_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [100.0]
-    monkeypatch.setattr("airflow_capillary.emulator.faults.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("capillary_emulator.faults.time.monotonic", lambda: clock[0])
     limiter = RateLimiter(2)
     assert [limiter.acquire(), limiter.acquire(), limiter.acquire()] == [None, None, 1]
     clock[0] += 0.5

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
+from capillary_emulator.server import CapillaryEmulator
 
-from airflow_capillary.emulator.server import CapillaryEmulator
 from tests.emulator.conftest import KEY, SECRET, basic_header, png_bytes, upload, upload_url
 
 pytestmark = pytest.mark.integration

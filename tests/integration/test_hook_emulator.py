@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import requests
+from capillary_emulator import CapillaryEmulator, Fault
 
-from airflow_capillary.emulator import CapillaryEmulator, Fault
 from airflow_capillary.exceptions import (
     CapillaryAuthError,
     CapillaryRequestRejectedError,

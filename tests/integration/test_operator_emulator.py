@@ -10,8 +10,8 @@ from unittest import mock
 import pytest
 import requests
 from airflow.sdk import DAG, Asset, ObjectStoragePath, task
+from capillary_emulator import CapillaryEmulator, Fault
 
-from airflow_capillary.emulator import CapillaryEmulator, Fault
 from airflow_capillary.exceptions import (
     CapillaryBatchError,
     CapillaryInvalidInputError,

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 from airflow.triggers.base import TriggerEvent
+from capillary_emulator import CapillaryEmulator, Fault
 
 from airflow_capillary._redact import redact_records
-from airflow_capillary.emulator import CapillaryEmulator, Fault
 from airflow_capillary.exceptions import (
     CapillarySecureUrlExpiredError,
     CapillaryServiceUnavailableError,

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from capillary_emulator import CapillaryEmulator
 
-from airflow_capillary.emulator import CapillaryEmulator
 from airflow_capillary.exceptions import (
     CapillaryAuthError,
     CapillaryConfigError,

@@ -17,9 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from capillary_emulator import EmulatorProcess
+from capillary_emulator.faults import DEFAULT_RANDOM_KINDS, DEFAULT_STORE
 
-from airflow_capillary.emulator import EmulatorProcess
-from airflow_capillary.emulator.faults import DEFAULT_RANDOM_KINDS, DEFAULT_STORE
 from airflow_capillary.operators.upload_image import UploadImageOperator
 from tests.reliability.conftest import (
     FAST_RETRIES,
@@ -145,8 +145,8 @@ def test_secrets_masker_does_not_grow_with_uploads(tmp_path: Path, monkeypatch: 
     2 s, and the soak above did not finish in minutes.
     """
     from airflow.sdk.log import _secrets_masker
+    from capillary_emulator import CapillaryEmulator
 
-    from airflow_capillary.emulator import CapillaryEmulator
     from airflow_capillary.hooks.file_service import CapillaryFileHook
 
     images = unique_pngs(tmp_path / "catalogue", 20)

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import requests
+from capillary_emulator import EmulatorProcess
 
-from airflow_capillary.emulator import EmulatorProcess
 from airflow_capillary.operators.upload_image import UploadImageOperator
 from tests.reliability.conftest import retry_reasons, run_operator, unique_pngs
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from capillary_emulator import CapillaryEmulator, Fault
 
-from airflow_capillary.emulator import CapillaryEmulator, Fault
 from airflow_capillary.exceptions import CapillaryError, CapillaryServiceUnavailableError
 from airflow_capillary.hooks.file_service import CapillaryFileHook
 from tests.operators.images import png_bytes

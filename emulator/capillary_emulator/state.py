@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from airflow_capillary.emulator.auth import Authenticator
-from airflow_capillary.emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
-from airflow_capillary.emulator.faults import DEFAULT_RANDOM_KINDS, Fault, FaultPlan, RateLimiter
-from airflow_capillary.emulator.signing import UrlSigner, load_or_create_key
-from airflow_capillary.emulator.store import FileStore
+from capillary_emulator.auth import Authenticator
+from capillary_emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
+from capillary_emulator.faults import DEFAULT_RANDOM_KINDS, Fault, FaultPlan, RateLimiter
+from capillary_emulator.signing import UrlSigner, load_or_create_key
+from capillary_emulator.store import FileStore
 
 #: Request log entries kept (oldest dropped first).
 REQUEST_LOG_SIZE = 100_000

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_capillary.emulator.signing import derive_key
+from capillary_emulator.signing import derive_key
 
 TOKEN_HEADER = "x-cap-api-oauth-token"
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import uvicorn
 
-from airflow_capillary.emulator.app import create_app
-from airflow_capillary.emulator.connection import ConnectionStrings
-from airflow_capillary.emulator.faults import DEFAULT_RANDOM_KINDS, Fault
-from airflow_capillary.emulator.process import EmulatorProcess
-from airflow_capillary.emulator.responses import TRANSPORT_KEY
-from airflow_capillary.emulator.state import EmulatorSettings, EmulatorState
-from airflow_capillary.emulator.tls import ensure_certificates
+from capillary_emulator.app import create_app
+from capillary_emulator.connection import ConnectionStrings
+from capillary_emulator.faults import DEFAULT_RANDOM_KINDS, Fault
+from capillary_emulator.process import EmulatorProcess
+from capillary_emulator.responses import TRANSPORT_KEY
+from capillary_emulator.state import EmulatorSettings, EmulatorState
+from capillary_emulator.tls import ensure_certificates
 
 __all__ = ["CapillaryEmulator", "EmulatorProcess", "build_server"]
 

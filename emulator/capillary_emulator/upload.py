@@ -14,10 +14,10 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from airflow_capillary.emulator.download import secure_file_path
-from airflow_capillary.emulator.faults import Fault
-from airflow_capillary.emulator.multipart import MultipartError, MultipartReceiver
-from airflow_capillary.emulator.responses import (
+from capillary_emulator.download import secure_file_path
+from capillary_emulator.faults import Fault
+from capillary_emulator.multipart import MultipartError, MultipartReceiver
+from capillary_emulator.responses import (
     NoResponse,
     abort_connection,
     begin,
@@ -27,8 +27,8 @@ from airflow_capillary.emulator.responses import (
     json_response,
     upload_error,
 )
-from airflow_capillary.emulator.state import EmulatorState
-from airflow_capillary.emulator.store import BodySink, StoredFile
+from capillary_emulator.state import EmulatorState
+from capillary_emulator.store import BodySink, StoredFile
 
 UPLOAD_PREFIX = "/api_gateway/file-service"
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

@@ -1,6 +1,6 @@
 """Local emulator of Capillary's file service, for tests, benchmarks and demos.
 
-In a test (fixtures from ``airflow_capillary.emulator.pytest_plugin``: ``capillary_emulator``,
+In a test (fixtures from ``capillary_emulator.pytest_plugin``: ``capillary_emulator``,
 ``capillary_conn``) or a script::
 
     with CapillaryEmulator() as emu:                    # http://127.0.0.1:<free port>
@@ -9,12 +9,12 @@ In a test (fixtures from ``airflow_capillary.emulator.pytest_plugin``: ``capilla
         ...
         emu.stored_files(), emu.requests(), emu.token_requests()
 
-As a process: ``python -m airflow_capillary.emulator [--tls] [--data-dir DIR] ...`` prints its base
+As a process: ``python -m capillary_emulator [--tls] [--data-dir DIR] ...`` prints its base
 URL on the first line (the CA path on the second with ``--tls``), or :class:`EmulatorProcess`.
 Default credentials: basic ``demo`` / ``demo-password``, OAuth ``demo-key`` / ``demo-secret``.
 Behaviour: ``upload`` (the API), ``download`` (pre-signed URLs), ``auth``, ``faults``, ``store``.
 
-The public names are imported lazily so that ``import airflow_capillary.emulator`` (done by the
+The public names are imported lazily so that ``import capillary_emulator`` (done by the
 pytest plugin for every test session) stays cheap: the web stack is only loaded when an emulator
 is actually started.
 """
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_capillary.emulator.connection import connection_uri
-from airflow_capillary.emulator.defaults import (
+from capillary_emulator.connection import connection_uri
+from capillary_emulator.defaults import (
     DEFAULT_OAUTH_KEY,
     DEFAULT_OAUTH_SECRET,
     DEFAULT_PASSWORD,
@@ -32,8 +32,10 @@ from airflow_capillary.emulator.defaults import (
 )
 
 if TYPE_CHECKING:
-    from airflow_capillary.emulator.faults import Fault
-    from airflow_capillary.emulator.server import CapillaryEmulator, EmulatorProcess
+    from capillary_emulator.faults import Fault
+    from capillary_emulator.server import CapillaryEmulator, EmulatorProcess
+
+__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_OAUTH_KEY",
@@ -43,13 +45,14 @@ __all__ = [
     "CapillaryEmulator",
     "EmulatorProcess",
     "Fault",
+    "__version__",
     "connection_uri",
 ]
 
 _LAZY = {
-    "CapillaryEmulator": "airflow_capillary.emulator.server",
-    "EmulatorProcess": "airflow_capillary.emulator.server",
-    "Fault": "airflow_capillary.emulator.faults",
+    "CapillaryEmulator": "capillary_emulator.server",
+    "EmulatorProcess": "capillary_emulator.server",
+    "Fault": "capillary_emulator.faults",
 }
 
 

@@ -1,4 +1,4 @@
-"""The emulator as a child process (``python -m airflow_capillary.emulator``): kill -9 tests, demos.
+"""The emulator as a child process (``python -m capillary_emulator``): kill -9 tests, demos.
 
 :class:`EmulatorProcess` starts the CLI, reads its base URL from the first stdout line (and the CA
 path from the second with ``tls=True``), and talks to it through the ``/_emulator`` endpoints.
@@ -23,9 +23,9 @@ from types import TracebackType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from airflow_capillary.emulator.connection import ConnectionStrings
-from airflow_capillary.emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
-from airflow_capillary.emulator.faults import Fault
+from capillary_emulator.connection import ConnectionStrings
+from capillary_emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
+from capillary_emulator.faults import Fault
 
 
 class EmulatorProcess(ConnectionStrings):
@@ -74,7 +74,7 @@ class EmulatorProcess(ConnectionStrings):
         cmd = [
             sys.executable,
             "-m",
-            "airflow_capillary.emulator",
+            "capillary_emulator",
             "--host",
             self.host,
             "--port",

@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from airflow_capillary.emulator.faults import Fault
-from airflow_capillary.emulator.responses import abort_connection, begin, fault_response, finish, reason
-from airflow_capillary.emulator.signing import s3_error_xml
-from airflow_capillary.emulator.state import EmulatorState
-from airflow_capillary.emulator.store import StoredFile
+from capillary_emulator.faults import Fault
+from capillary_emulator.responses import abort_connection, begin, fault_response, finish, reason
+from capillary_emulator.signing import s3_error_xml
+from capillary_emulator.state import EmulatorState
+from capillary_emulator.store import StoredFile
 
 S3_PREFIX = "/_s3"
 CHUNK = 256 * 1024

@@ -1,4 +1,4 @@
-"""Command line: ``python -m airflow_capillary.emulator [options]``.
+"""Command line: ``python -m capillary_emulator [options]``.
 
 Prints, flushed, the base URL on the first line; with ``--tls`` the CA certificate path on the
 second; then one line about the credentials. Stops cleanly on Ctrl-C or SIGTERM (exit code 0).
@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from airflow_capillary.emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
-from airflow_capillary.emulator.faults import DEFAULT_RANDOM_KINDS, RANDOM_KINDS
-from airflow_capillary.emulator.state import EmulatorSettings
+from capillary_emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
+from capillary_emulator.faults import DEFAULT_RANDOM_KINDS, RANDOM_KINDS
+from capillary_emulator.state import EmulatorSettings
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -48,7 +48,7 @@ def _kinds(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """Return the CLI's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_capillary.emulator",
+        prog="python -m capillary_emulator",
         description="Local emulator of Capillary's file service (upload API, OAuth tokens, S3 downloads).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from airflow_capillary.emulator.server import build_server
-    from airflow_capillary.emulator.state import EmulatorState
+    from capillary_emulator.server import build_server
+    from capillary_emulator.state import EmulatorState
 
     state = EmulatorState(settings, args.data_dir)
     try:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from airflow_capillary.emulator.defaults import DEFAULT_PASSWORD, DEFAULT_USER
+from capillary_emulator.defaults import DEFAULT_PASSWORD, DEFAULT_USER
 
 CONN_TYPE = "capillary"
 

@@ -20,8 +20,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from airflow_capillary.emulator.faults import Fault
-from airflow_capillary.emulator.state import EmulatorState
+from capillary_emulator.faults import Fault
+from capillary_emulator.state import EmulatorState
 
 TRANSPORT_KEY = "capillary.transport"
 

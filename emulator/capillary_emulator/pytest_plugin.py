@@ -1,6 +1,6 @@
 """Pytest fixtures exposing the Capillary emulator.
 
-Loaded by ``tests/conftest.py`` (``pytest_plugins = ["airflow_capillary.emulator.pytest_plugin"]``).
+Loaded by pytest through the ``pytest11`` entry point of the ``capillary-emulator`` distribution.
 Importing this module is cheap: the emulator itself is imported inside the fixtures.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from airflow_capillary.emulator.server import CapillaryEmulator
+    from capillary_emulator.server import CapillaryEmulator
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def capillary_emulator(tmp_path: Path) -> Iterator[CapillaryEmulator]:
     :param tmp_path: pytest's per-test temporary directory.
     :return: the running emulator (stopped after the test).
     """
-    from airflow_capillary.emulator.server import CapillaryEmulator
+    from capillary_emulator.server import CapillaryEmulator
 
     with CapillaryEmulator(data_dir=tmp_path / "capillary-emulator") as emu:
         yield emu

@@ -1,7 +1,7 @@
 """Streaming ``multipart/form-data`` reception: every part goes straight to a temporary file.
 
 Starlette's own form parser spools files through ``SpooledTemporaryFile``; this one writes each part
-to a :class:`~airflow_capillary.emulator.store.BodySink` in the store's directory, so that the chosen
+to a :class:`~capillary_emulator.store.BodySink` in the store's directory, so that the chosen
 part is renamed into place without a second copy, whatever its size.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from airflow_capillary.emulator.store import BodySink
+from capillary_emulator.store import BodySink
 
 
 class MultipartError(ValueError):

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from airflow_capillary.emulator.signing import write_atomically
+from capillary_emulator.signing import write_atomically
 
 VALIDITY = dt.timedelta(days=30)
 

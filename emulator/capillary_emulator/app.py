@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from airflow_capillary.emulator.download import S3_PREFIX, download
-from airflow_capillary.emulator.faults import Fault
-from airflow_capillary.emulator.responses import (
+from capillary_emulator.download import S3_PREFIX, download
+from capillary_emulator.faults import Fault
+from capillary_emulator.responses import (
     NoResponse,
     abort_connection,
     begin,
@@ -36,8 +36,8 @@ from airflow_capillary.emulator.responses import (
     reason,
     token_error,
 )
-from airflow_capillary.emulator.state import EmulatorState
-from airflow_capillary.emulator.upload import UPLOAD_PREFIX, probe, upload
+from capillary_emulator.state import EmulatorState
+from capillary_emulator.upload import UPLOAD_PREFIX, probe, upload
 
 TOKEN_PATH = "/v3/oauth/token/generate"
 CONTROL_PREFIX = "/_emulator"
