@@ -10,6 +10,7 @@ import pytest
 
 from airflow_capillary.hooks.file_service import CapillaryFileHook
 from tests.hooks.recorder import BASE, Recorder
+from tests.hostile import hostile_server, hostile_servers  # noqa: F401 - fixtures of the hook tests
 
 PASSWORD = "s3cr3t-Passw0rd"
 SECRET = "client-Secret-42"
