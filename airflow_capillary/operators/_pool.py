@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+__all__ = ["BoundedPool", "Outcome", "PoolStoppedError"]
+
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+__all__ = ["InfoLogger", "UploadProgress", "format_bytes", "format_duration"]
+
 
 class InfoLogger(Protocol):
     """What the progress reporter needs of a logger (stdlib or the task SDK's structlog)."""

@@ -17,15 +17,17 @@ from airflow_capillary.exceptions import (
     FailedUpload,
 )
 from airflow_capillary.links import LINK_ATTRIBUTE, CapillaryImageLink
+from airflow_capillary.operators._expand import MAX_LISTED, SourceFile, assign_names, expand_source
 from airflow_capillary.operators._pool import BoundedPool, Outcome
 from airflow_capillary.operators._progress import UploadProgress
-from airflow_capillary.operators._sources import MAX_LISTED, SourceFile, assign_names, expand_source
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_capillary.hooks.file_service import CapillaryFileHook, PreparedUpload
     from airflow_capillary.models import UploadedFile
+
+__all__ = ["DEFAULT_MAX_WORKERS", "MAX_WORKERS_LIMIT", "UploadImageOperator"]
 
 #: Default and bounds of ``max_workers``.
 DEFAULT_MAX_WORKERS = 8

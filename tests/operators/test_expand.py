@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from airflow_capillary.exceptions import CapillaryConfigError, CapillaryInvalidInputError
-from airflow_capillary.operators._sources import (
+from airflow_capillary.operators._expand import (
     ExpandedSource,
     SourceFile,
     assign_names,

@@ -20,6 +20,16 @@ from airflow_capillary.exceptions import CapillaryConfigError, CapillaryInvalidI
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_LISTED",
+    "ExpandedSource",
+    "SourceFile",
+    "assign_names",
+    "expand_source",
+    "has_image_extension",
+]
+
 #: Extensions treated as images when a glob or a folder is listed: the hook's (lower case, with the dot).
 IMAGE_EXTENSIONS = frozenset(f".{ext}" for ext in IMAGE_CONTENT_TYPES)
 
