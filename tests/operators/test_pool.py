@@ -9,6 +9,10 @@ import pytest
 
 from airflow_capillary.operators._pool import BoundedPool, Outcome, PoolStoppedError
 
+#: Longest a test waits for an event that a correct pool makes happen at once: it only ends a
+#: broken run (a hang) with a failure; no assertion depends on it.
+WAIT = 30.0
+
 
 def test_every_item_is_attempted_and_outcomes_keep_item_order() -> None:
     def work(item: int) -> int:
@@ -26,21 +30,37 @@ def test_every_item_is_attempted_and_outcomes_keep_item_order() -> None:
 
 
 def test_concurrency_is_bounded() -> None:
+    bound, count = 4, 16
     lock = threading.Lock()
-    running = 0
-    peak = 0
+    running = peak = 0
+    threads: set[str] = set()
+    full = threading.Event()  # ``bound`` calls run at the same time
+    submitted = threading.Event()  # ``map`` submitted the batch and waits (``on_wait`` runs only then)
 
     def work(item: int) -> None:
         nonlocal running, peak
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.02)
+            threads.add(threading.current_thread().name)
+            if running == bound:
+                full.set()
+        # Every call is held until ``bound`` of them run at once and the whole batch is submitted:
+        # the bound is reached whatever the scheduling, and a pool without a bound would have
+        # started one thread (and one running call) per item by then. The timeout only ends a
+        # broken run instead of hanging it.
+        assert full.wait(WAIT)
+        assert submitted.wait(WAIT)
         with lock:
             running -= 1
 
-    BoundedPool(4, poll_interval=0.01).map(work, range(16))
-    assert peak == 4
+    outcomes = BoundedPool(bound, poll_interval=0.01, thread_name_prefix="bounded").map(
+        work, range(count), on_wait=submitted.set
+    )
+    assert [o.error for o in outcomes] == [None] * count
+    assert (peak, running) == (bound, 0)
+    assert len(threads) == bound
+    assert all(name.startswith("bounded") for name in threads)
 
 
 def test_empty_batch() -> None:
@@ -51,10 +71,12 @@ def test_stop_cancels_pending_and_returns_without_waiting_for_calls_in_flight() 
     pool = BoundedPool(2, poll_interval=0.01)
     release = threading.Event()
     started = threading.Semaphore(0)
+    returned: list[int] = []
 
     def work(item: int) -> int:
         started.release()
-        release.wait(5)
+        release.wait(WAIT)  # held until the test has seen map() return
+        returned.append(item)
         return item
 
     def stop_when_busy() -> None:
@@ -64,12 +86,12 @@ def test_stop_cancels_pending_and_returns_without_waiting_for_calls_in_flight() 
 
     stopper = threading.Thread(target=stop_when_busy)
     stopper.start()
-    began = time.monotonic()
     outcomes = pool.map(work, range(6))
-    elapsed = time.monotonic() - began
+    # map() returned while both calls in flight were still held: it did not wait for them.
+    in_flight_returned = list(returned)
     release.set()
     stopper.join()
-    assert elapsed < 2
+    assert in_flight_returned == []
     assert pool.stopped
     assert all(isinstance(o.error, PoolStoppedError) for o in outcomes)
     assert str(outcomes[0].error) == "not attempted: the task was stopped"
@@ -83,7 +105,16 @@ def test_stop_cancels_pending_and_returns_without_waiting_for_calls_in_flight() 
 
 def test_on_wait_is_called_while_waiting() -> None:
     ticks: list[int] = []
-    BoundedPool(1, poll_interval=0.01).map(lambda _: time.sleep(0.1), [1], on_wait=lambda: ticks.append(1))
+    third = threading.Event()
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 3:
+            third.set()
+
+    # The only call waits for the third tick: on_wait must run while a call is in flight.
+    outcomes = BoundedPool(1, poll_interval=0.01).map(lambda _: third.wait(WAIT), [1], on_wait=tick)
+    assert [o.result for o in outcomes] == [True]
     assert len(ticks) >= 3
 
 

@@ -16,6 +16,10 @@ from airflow_capillary.operators._pool import BoundedPool
 from airflow_capillary.operators.upload_image import UploadImageOperator
 from tests.operators.fakes import FakeHook, make_context, pushed, record
 
+#: Longest a held upload waits for the test to release it: it only ends a broken run (a hang);
+#: no assertion depends on it.
+WAIT = 30.0
+
 
 def test_template_fields() -> None:
     assert UploadImageOperator.template_fields == (
@@ -65,12 +69,17 @@ def test_init_only_stores_and_hook_is_cached(monkeypatch: pytest.MonkeyPatch) ->
 def test_on_kill_stops_the_pool_promptly(images: Path, mocker: Any) -> None:
     hook = FakeHook()
     release = threading.Event()
+    uploading_second = threading.Event()
+    returned: list[str] = []
     original = hook.upload
 
     def slow_upload(prepared: Any) -> Any:
         if prepared.file_name != "a.png":
-            release.wait(5)
-        return original(prepared)
+            uploading_second.set()
+            release.wait(WAIT)  # held until the test has seen execute() end
+        result = original(prepared)
+        returned.append(prepared.file_name)
+        return result
 
     hook.upload = slow_upload  # type: ignore[method-assign]
     mocker.patch.object(UploadImageOperator, "hook", new=hook)
@@ -79,11 +88,22 @@ def test_on_kill_stops_the_pool_promptly(images: Path, mocker: Any) -> None:
         "airflow_capillary.operators.upload_image.BoundedPool",
         side_effect=lambda n: BoundedPool(n, poll_interval=0.01),
     )
-    threading.Timer(0.3, op.on_kill).start()
+
+    def kill_during_second_upload() -> None:
+        # Validation is over and a.png uploaded: the task is killed while b.jpg is in flight.
+        if uploading_second.wait(WAIT):
+            op.on_kill()
+
+    killer = threading.Thread(target=kill_during_second_upload)
+    killer.start()
     context = make_context()
     with pytest.raises(CapillaryBatchError) as info:
         op.execute(context)
+    # execute() ended while b.jpg's upload was still held: on_kill did not wait for it.
+    returned_before_release = list(returned)
     release.set()
+    killer.join()
+    assert returned_before_release == ["a.png"]
     assert [f.error for f in info.value.failures] == [
         "PoolStoppedError: not attempted: the task was stopped"
     ] * 2
@@ -117,7 +137,7 @@ def test_interrupt_mid_batch_pushes_what_uploaded_then_propagates(images: Path, 
 
     def upload(prepared: Any) -> Any:
         if prepared.file_name == "c.webp":
-            release.wait(5)
+            release.wait(WAIT)  # held until the test has seen the interrupt propagate
         return original(prepared)
 
     hook.upload = upload  # type: ignore[method-assign]

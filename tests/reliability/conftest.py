@@ -21,7 +21,7 @@ FAST_RETRIES: dict[str, Any] = {"retry_min_wait": 0.005, "retry_max_wait": 0.02,
 #: The logger the hook's log is routed to in these tests (structlog in the task SDK otherwise).
 HOOK_LOGGER = "capillary.test.reliability.hook"
 
-_RETRY_LINE = re.compile(r"^attempt (\d+) of (\d+) failed: (.*), retrying in [\d.]+s$", re.S)
+_RETRY_LINE = re.compile(r"^attempt (\d+) of (\d+) failed: (.*), retrying in ([\d.]+)s$", re.S)
 
 
 def unique_pngs(folder: Path, count: int, *, prefix: str = "img") -> dict[str, bytes]:
@@ -74,20 +74,33 @@ def hook_log(mocker: Any, caplog: pytest.LogCaptureFixture) -> pytest.LogCapture
     return caplog
 
 
+def _retry_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
+    lines = []
+    for record in caplog.records:
+        if record.name != HOOK_LOGGER:
+            continue
+        match = _RETRY_LINE.match(record.getMessage())
+        if match:
+            lines.append(match)
+    return lines
+
+
 def retry_reasons(caplog: pytest.LogCaptureFixture) -> list[str]:
     """Return the reason of every "attempt n of N failed: <reason>, retrying" line of the hook.
 
     :param caplog: the fixture the hook logged to (see :func:`hook_log`).
     :return: the reasons, in order.
     """
-    reasons = []
-    for record in caplog.records:
-        if record.name != HOOK_LOGGER:
-            continue
-        match = _RETRY_LINE.match(record.getMessage())
-        if match:
-            reasons.append(match.group(3))
-    return reasons
+    return [match.group(3) for match in _retry_lines(caplog)]
+
+
+def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
+    """Return the wait of every "attempt n of N failed: ..., retrying in <wait>s" line of the hook.
+
+    :param caplog: the fixture the hook logged to (see :func:`hook_log`).
+    :return: the waits in seconds, as the line states them (one decimal), in order.
+    """
+    return [float(match.group(4)) for match in _retry_lines(caplog)]
 
 
 #: Retry causes as the hook's log line states them, mapped to the emulator's fault kinds.
