@@ -203,9 +203,9 @@ def test_dag_parse_imports_nothing_heavy() -> None:
             "airflow_capillary.exceptions",
             "airflow_capillary.links",
             "airflow_capillary.operators",
+            "airflow_capillary.operators._expand",
             "airflow_capillary.operators._pool",
             "airflow_capillary.operators._progress",
-            "airflow_capillary.operators._sources",
             "airflow_capillary.operators.upload_image",
         ]
     )
