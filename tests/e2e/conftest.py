@@ -1,9 +1,10 @@
 """Fixtures of the end-to-end suite: a real Airflow deployment, the emulator it talks to, Chromium.
 
 Session-scoped, started on first use and shut down at the end of the session (also when a test
-fails): one emulator (in a thread of the test process), one Airflow deployment (api-server,
-scheduler, dag-processor, triggerer as subprocesses; SQLite, LocalExecutor, loopback), one headless
-Debian Chromium driven by Playwright.
+fails): one emulator (in a thread of the test process), one production-shaped Airflow deployment
+(api-server, scheduler, dag-processor, triggerer and two Celery workers as subprocesses;
+CeleryExecutor, PostgreSQL as metadata database and result backend, Redis as broker; all on
+loopback), one headless Debian Chromium driven by Playwright.
 
 Connections of the deployment (``AIRFLOW_CONN_*`` of every component):
 
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.airflow_deployment import AirflowDeployment
+from tests.e2e.airflow_deployment import AirflowDeployment, CeleryStack
+from tests.e2e.airflow_deployment.services import PostgresServer, RedisServer
 from tests.e2e.airflow_deployment.upload_dag import UploadRun, run_upload_dag
 
 if TYPE_CHECKING:
@@ -63,16 +65,43 @@ def e2e_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capillary
 
 
 @pytest.fixture(scope="session")
-def airflow_deployment(
-    tmp_path_factory: pytest.TempPathFactory, e2e_emulator: CapillaryEmulator
-) -> Iterator[AirflowDeployment]:
-    """Start a real Airflow deployment for the session and stop it afterwards.
+def postgres_server() -> Iterator[PostgresServer]:
+    """Run a throw-away PostgreSQL (Debian's package) on loopback for the session.
 
-    DAG files are added by the tests: ``airflow_deployment.add_dag_file(name, source)`` then
+    :return: the running server (database ``airflow``).
+    """
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """Run a throw-away Redis (Debian's package) on loopback for the session: Celery's broker.
+
+    :return: the running server.
+    """
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def airflow_deployment(
+    tmp_path_factory: pytest.TempPathFactory,
+    e2e_emulator: CapillaryEmulator,
+    postgres_server: PostgresServer,
+    redis_server: RedisServer,
+) -> Iterator[AirflowDeployment]:
+    """Start a production-shaped Airflow deployment for the session and stop it afterwards.
+
+    CeleryExecutor with two workers (``worker1@capillary-e2e``, ``worker2@capillary-e2e``),
+    PostgreSQL as the metadata database and result backend, Redis as the broker. DAG files are
+    added by the tests: ``airflow_deployment.add_dag_file(name, source)`` then
     ``airflow_deployment.wait_for_dag(dag_id)``.
 
     :param tmp_path_factory: pytest's session temporary directories.
     :param e2e_emulator: the emulator the connections point at.
+    :param postgres_server: the metadata database.
+    :param redis_server: the broker.
     :return: the running, healthy deployment.
     """
     home = tmp_path_factory.mktemp("airflow-home")
@@ -83,6 +112,11 @@ def airflow_deployment(
             "capillary_default": e2e_emulator.connection_uri(auth_type="basic"),
             "capillary_oauth": e2e_emulator.connection_uri(auth_type="oauth"),
         },
+        celery=CeleryStack(
+            database_url=postgres_server.url("postgresql+psycopg2"),
+            result_backend=postgres_server.url("db+postgresql+psycopg2"),
+            broker_url=redis_server.url(),
+        ),
     )
     _DEPLOYMENTS.append(deployment)
     deployment.start()

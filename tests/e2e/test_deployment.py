@@ -1,4 +1,5 @@
-"""The provider in a real Airflow deployment: api-server, scheduler, dag-processor and triggerer.
+"""The provider in a real, production-shaped Airflow deployment: api-server, scheduler,
+dag-processor, triggerer and two Celery workers, on PostgreSQL and Redis.
 
 The DAG (``upload_image`` -> deferrable ``verify_image``) is triggered through the REST API; the
 sensor's wait happens in the triggerer process; results are read back through the REST API only.
@@ -34,8 +35,20 @@ def test_every_component_is_healthy(airflow_deployment: AirflowDeployment) -> No
         "triggerer": "healthy",
         "dag_processor": "healthy",
     }
-    assert sorted(airflow_deployment.processes) == sorted(COMPONENTS)
+    assert sorted(airflow_deployment.processes) == sorted([*COMPONENTS, "celery-worker1", "celery-worker2"])
     airflow_deployment.check_alive()
+
+
+def test_the_stack_is_production_shaped(airflow_deployment: AirflowDeployment) -> None:
+    """CeleryExecutor, a PostgreSQL metadata database, and both workers answer the broker."""
+
+    def config(section: str, key: str) -> str:
+        return airflow_deployment.airflow("config", "get-value", section, key).stdout.strip()
+
+    assert config("core", "executor") == "CeleryExecutor"
+    assert config("database", "sql_alchemy_conn").startswith("postgresql+psycopg2://postgres@127.0.0.1:")
+    assert config("celery", "broker_url").startswith("redis://127.0.0.1:")
+    assert airflow_deployment.celery_ping() == ["worker1@capillary-e2e", "worker2@capillary-e2e"]
 
 
 def test_provider_and_connection_type_are_registered(airflow_deployment: AirflowDeployment) -> None:

@@ -1,16 +1,18 @@
 """Secret-leak scan (issue 7, item 3): the example DAG in a real deployment leaks no credential.
 
 ``dags_examples/capillary_reward_catalogue_refresh.py`` runs in the suite's real Airflow deployment
-(scheduler, LocalExecutor, supervised task processes, triggerer; not ``dags test``, whose console
-Airflow does not mask): once on the basic connection, once on an OAuth copy of it, both while the
-emulator injects transient faults (so that retries log their reasons), and once more on the basic
-connection while every upload is refused (so that a task fails and its exception is logged).
+(scheduler, CeleryExecutor with two workers and their supervised task processes, triggerer, on
+PostgreSQL and Redis; not ``dags test``, whose console Airflow does not mask): once on the basic
+connection, once on an OAuth copy of it, both while the emulator injects transient faults (so that
+retries log their reasons), and once more on the basic connection while every upload is refused
+(so that a task fails and its exception is logged).
 
 The secrets are known: the basic password, its MD5, the base64 credentials and the whole
 ``Authorization`` value; the OAuth client secret and every access token the emulator saw in
 ``X-CAP-API-OAUTH-TOKEN``; the ``X-Amz-Security-Token`` and ``X-Amz-Signature`` of every
 ``secureFilePath`` (from the upload records and the sensor's downloads). They are searched for in
-every file under the deployment's log folder and in the components' logs, in every task instance's
+every file under the deployment's log folder (the task logs the Celery workers wrote) and in the
+console logs of every component and both workers, in every task instance's
 rendered template fields and task log (REST API), and in every XCom value (REST API), except the
 ``secure_file_path`` of the upload records, where the user opted in (``include_secure_url``).
 """
@@ -239,7 +241,14 @@ def _hits(scan: Scan, origins: tuple[str, ...]) -> list[str]:
     "origins",
     [
         ("log file", "task log (API)"),
-        ("api-server console", "scheduler console", "dag-processor console", "triggerer console"),
+        (
+            "api-server console",
+            "scheduler console",
+            "dag-processor console",
+            "triggerer console",
+            "celery-worker1 console",
+            "celery-worker2 console",
+        ),
         ("rendered fields",),
         ("XCom",),
     ],

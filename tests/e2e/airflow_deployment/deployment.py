@@ -1,10 +1,12 @@
 """A real, throw-away Airflow 3 deployment for end-to-end tests.
 
 ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` run as subprocesses of the
-current interpreter's Airflow, against one SQLite database in a temporary ``AIRFLOW_HOME``, with
-the LocalExecutor, on a free loopback port. Everything is configured through ``AIRFLOW__*``
-variables (no ``airflow.cfg`` edits), so nothing leaks from or into the test process: the
-inherited ``AIRFLOW_*`` variables are dropped first.
+current interpreter's Airflow in a temporary ``AIRFLOW_HOME``, on a free loopback port: either with
+the LocalExecutor against one SQLite database (the default), or production-shaped with a
+:class:`CeleryStack`: the CeleryExecutor, PostgreSQL as the metadata database and Celery's result
+backend, Redis as the broker, and ``airflow celery worker`` processes with distinct hostnames.
+Everything is configured through ``AIRFLOW__*`` variables (no ``airflow.cfg`` edits), so nothing
+leaks from or into the test process: the inherited ``AIRFLOW_*`` variables are dropped first.
 
 Typical use::
 
@@ -25,6 +27,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -57,6 +60,32 @@ _COMPONENT_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class CeleryStack:
+    """The production-shaped variant of a deployment: CeleryExecutor on PostgreSQL and Redis.
+
+    :param database_url: SQLAlchemy URL of the metadata database (PostgreSQL).
+    :param result_backend: Celery's result backend (``db+postgresql://...``).
+    :param broker_url: Celery's broker (``redis://...``).
+    :param workers: the workers' Celery hostnames, one ``airflow celery worker`` each.
+    :param concurrency: task slots per worker.
+    """
+
+    database_url: str
+    result_backend: str
+    broker_url: str
+    workers: tuple[str, ...] = ("worker1@capillary-e2e", "worker2@capillary-e2e")
+    concurrency: int = 4
+
+    def component(self, hostname: str) -> str:
+        """Return the deployment's component name of one worker (``celery-worker1``).
+
+        :param hostname: the worker's Celery hostname.
+        :return: the name used for its process and log file.
+        """
+        return f"celery-{hostname.split('@', 1)[0]}"
+
+
 class DeploymentError(RuntimeError):
     """The deployment did not start or did not become healthy (message includes the log tails)."""
 
@@ -71,6 +100,8 @@ class AirflowDeployment:
     :param env: extra environment variables for every component.
     :param username: the SimpleAuthManager admin user.
     :param python: interpreter whose ``airflow`` runs (default: the current one).
+    :param celery: run production-shaped (CeleryExecutor, PostgreSQL, Redis, workers) instead of
+        LocalExecutor on SQLite.
     """
 
     def __init__(
@@ -83,8 +114,10 @@ class AirflowDeployment:
         env: Mapping[str, str] | None = None,
         username: str = "admin",
         python: str = sys.executable,
+        celery: CeleryStack | None = None,
     ) -> None:
         self.home = home
+        self.celery = celery
         self.dags_folder = dags_folder if dags_folder is not None else home / "dags"
         self.connections = dict(connections or {})
         self.username = username
@@ -154,8 +187,37 @@ class AirflowDeployment:
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_folder),
             "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         }
+        if self.celery is not None:
+            settings.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CORE__PARALLELISM": str(self.celery.concurrency * len(self.celery.workers)),
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.celery.database_url,
+                    "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": self.celery.result_backend,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.concurrency),
+                }
+            )
         settings.update(self._extra_config)
         return settings
+
+    def component_commands(self, components: Sequence[str]) -> dict[str, list[str]]:
+        """Return the command line of every long-running process, in start order.
+
+        :param components: the Airflow components to start (api-server, scheduler, ...).
+        :return: process name -> argv; with :attr:`celery`, one worker per Celery hostname follows.
+        """
+        commands = {
+            name: [self.python, "-m", "airflow", name, *_COMPONENT_ARGS.get(name, ())] for name in components
+        }
+        if self.celery is not None:
+            for hostname in self.celery.workers:
+                commands[self.celery.component(hostname)] = [
+                    self.python, "-m", "airflow", "celery", "worker", "--celery-hostname", hostname,
+                    "--concurrency", str(self.celery.concurrency), "--skip-serve-logs", "--without-mingle",
+                    "--without-gossip",
+                ]  # fmt: skip
+        return commands
 
     def environment(self) -> dict[str, str]:
         """Return the complete environment of every Airflow process of this deployment.
@@ -213,6 +275,31 @@ class AirflowDeployment:
             )
         return result
 
+    def celery_ping(self, *, timeout: float = 10.0) -> list[str]:
+        """Ask the broker which Celery workers answer a ping (production-shaped deployments only).
+
+        :param timeout: seconds the workers get to answer.
+        :return: the sorted hostnames of the workers that answered.
+        :raises DeploymentError: when the ping command fails.
+        """
+        script = (
+            "import json; from airflow.providers.celery.executors.celery_executor import app; "
+            f"print(json.dumps(sorted(k for r in app.control.ping(timeout={timeout}) for k in r)))"
+        )
+        result = subprocess.run(
+            [self.python, "-c", script],
+            env=self.environment(),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise DeploymentError(f"celery ping exited {result.returncode}:\n{result.stderr[-3000:]}")
+        answered: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+        return answered
+
     def prepare(self) -> None:
         """Create the home, DAGs folder and password file, and migrate the database."""
         self.home.mkdir(parents=True, exist_ok=True)
@@ -237,20 +324,25 @@ class AirflowDeployment:
         try:
             self.prepare()
             env = self.environment()
-            for name in components:
-                proc = ManagedProcess(
-                    name,
-                    [self.python, "-m", "airflow", name, *_COMPONENT_ARGS.get(name, ())],
-                    self.home / f"{name}.log",
-                )
-                self.processes[name] = proc
-                proc.start(env, cwd=self.home)
+            for name, argv in self.component_commands(components).items():
+                self.start_process(name, argv, env)
             self.wait_healthy(timeout=timeout)
         except BaseException:
             self.stop()
             raise
         self.timings["start_total"] = time.monotonic() - started
         log.info("Airflow deployment at %s ready; timings %s", self.base_url, self.timings)
+
+    def start_process(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        """Start (or start again) one long-running process of the deployment.
+
+        :param name: its name (``scheduler``, ``celery-worker1``); its log is ``home/<name>.log``.
+        :param argv: the command line.
+        :param env: its environment (default: :meth:`environment`).
+        """
+        proc = ManagedProcess(name, argv, self.home / f"{name}.log")
+        self.processes[name] = proc
+        proc.start(env if env is not None else self.environment(), cwd=self.home)
 
     def check_alive(self) -> None:
         """Raise when a component has exited.
@@ -272,7 +364,7 @@ class AirflowDeployment:
         :raises DeploymentError: when a component exits or the deadline passes.
         """
         wanted = {"metadatabase"} | {
-            name.replace("-", "_") for name in self.processes if name != "api-server"
+            name.replace("-", "_") for name in self.processes if name in COMPONENTS and name != "api-server"
         }
         deadline = time.monotonic() + timeout
         started = time.monotonic()
