@@ -13,13 +13,14 @@ export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 # every Airflow process would otherwise compile all of Airflow from source at each start.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean system-deps
+.PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean system-deps dist
 
 help:
 	@echo "make demo   - run the reward catalogue refresh end to end against the local emulator"
 	@echo "make test   - ruff, mypy and every test (Airflow 3.3.2, unit tests also on 3.1.8)"
 	@echo "make bench  - run the benchmarks and rewrite BENCHMARKS.md"
 	@echo "make lock   - re-resolve the locked dependencies"
+	@echo "make dist   - build the wheels and sdists of the provider and the emulator into dist/, twine check"
 
 $(UV_BIN):
 	$(PYTHON) -m venv .tools
@@ -70,6 +71,9 @@ demo: venv
 
 bench: venv
 	$(PY) benchmarks/run.py
+
+dist: venv
+	$(PY) scripts/dist.py --outdir dist
 
 clean:
 	rm -rf $(VENV) $(VENV31) .tools .pytest_cache .mypy_cache .ruff_cache .demo
