@@ -25,7 +25,7 @@ with DAG(
     verify = CapillaryFileSensor(
         task_id="verify_catalogue",
         files=catalogue.output,
-        verify="sha256",
+        check="sha256",
         deferrable=True,
         poke_interval=10,
         timeout=30 * 60,
