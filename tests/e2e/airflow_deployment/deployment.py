@@ -86,6 +86,19 @@ class CeleryStack:
         return f"celery-{hostname.split('@', 1)[0]}"
 
 
+#: The ``[core] hostname_callable`` of the Celery workers: their Celery hostname, not the machine's.
+_HOSTNAME_MODULE = '''"""Hostname of a Celery worker of the e2e deployment (the workers share a machine)."""
+
+import os
+import socket
+
+
+def worker_hostname() -> str:
+    """Return the worker's Celery hostname (CAPILLARY_E2E_WORKER), else the machine's name."""
+    return os.environ.get("CAPILLARY_E2E_WORKER") or socket.getfqdn()
+'''
+
+
 class DeploymentError(RuntimeError):
     """The deployment did not start or did not become healthy (message includes the log tails)."""
 
@@ -201,22 +214,37 @@ class AirflowDeployment:
         settings.update(self._extra_config)
         return settings
 
-    def component_commands(self, components: Sequence[str]) -> dict[str, list[str]]:
-        """Return the command line of every long-running process, in start order.
+    def component_commands(self, components: Sequence[str]) -> dict[str, tuple[list[str], dict[str, str]]]:
+        """Return the command line and extra environment of every long-running process, in order.
 
         :param components: the Airflow components to start (api-server, scheduler, ...).
-        :return: process name -> argv; with :attr:`celery`, one worker per Celery hostname follows.
+        :return: process name -> (argv, extra environment); with :attr:`celery`, one worker per
+            Celery hostname follows. Each worker's task instances report its Celery hostname as
+            their ``hostname`` (``[core] hostname_callable``), so a test can tell the workers apart
+            on one machine.
         """
-        commands = {
-            name: [self.python, "-m", "airflow", name, *_COMPONENT_ARGS.get(name, ())] for name in components
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            name: ([self.python, "-m", "airflow", name, *_COMPONENT_ARGS.get(name, ())], {})
+            for name in components
         }
         if self.celery is not None:
+            site = self.home / "e2e-site"
+            site.mkdir(parents=True, exist_ok=True)
+            (site / "capillary_e2e_hostname.py").write_text(_HOSTNAME_MODULE)
             for hostname in self.celery.workers:
-                commands[self.celery.component(hostname)] = [
+                argv = [
                     self.python, "-m", "airflow", "celery", "worker", "--celery-hostname", hostname,
                     "--concurrency", str(self.celery.concurrency), "--skip-serve-logs", "--without-mingle",
                     "--without-gossip",
                 ]  # fmt: skip
+                commands[self.celery.component(hostname)] = (
+                    argv,
+                    {
+                        "PYTHONPATH": str(site),
+                        "CAPILLARY_E2E_WORKER": hostname,
+                        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "capillary_e2e_hostname.worker_hostname",
+                    },
+                )
         return commands
 
     def environment(self) -> dict[str, str]:
@@ -324,14 +352,22 @@ class AirflowDeployment:
         try:
             self.prepare()
             env = self.environment()
-            for name, argv in self.component_commands(components).items():
-                self.start_process(name, argv, env)
+            for name, (argv, extra_env) in self.component_commands(components).items():
+                self.start_process(name, argv, {**env, **extra_env})
             self.wait_healthy(timeout=timeout)
         except BaseException:
             self.stop()
             raise
         self.timings["start_total"] = time.monotonic() - started
         log.info("Airflow deployment at %s ready; timings %s", self.base_url, self.timings)
+
+    def restart_component(self, name: str) -> None:
+        """Start a process of the deployment again (after a test killed it), as it first started.
+
+        :param name: the process's name (``celery-worker1``).
+        """
+        argv, extra_env = self.component_commands(list(COMPONENTS))[name]
+        self.start_process(name, argv, {**self.environment(), **extra_env})
 
     def start_process(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         """Start (or start again) one long-running process of the deployment.
