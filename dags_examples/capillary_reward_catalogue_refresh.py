@@ -54,7 +54,7 @@ with DAG(
     verify_images = CapillaryFileSensor(
         task_id="verify_images",
         files=upload_images.output,  # the upload records, via XCom
-        verify="sha256",  # stream each served file and compare its checksum
+        check="sha256",  # stream each served file and compare its checksum
         deferrable=True,  # wait in the triggerer, not in a worker slot
         poke_interval=10,
         timeout=30 * 60,

@@ -2,43 +2,26 @@
 
 Capillary answers 200 even when it stored only a placeholder; :class:`CapillaryFileSensor` fetches
 each file's pre-signed ``secure_file_path`` and checks what the storage serves against the upload
-record (size and content type, or the sha256 of the whole body).
+record (size and content type, or the sha256 of the whole body). The rules, the requests and the
+progress live in :mod:`airflow_capillary.verification`; this module is the Airflow side.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_capillary._redact import redact_records, redact_text, register_url_credentials
-from airflow_capillary._verify import (
-    ERROR_KINDS,
-    VERIFY_MODES,
-    AnswerJudge,
-    ExpectedFile,
-    Verdict,
-    expected_files,
-    judge_transport_error,
-    request_headers,
-)
 from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
-from airflow_capillary.triggers._state import Failure, VerificationState
-from airflow_capillary.triggers.file_service import (
-    CHUNK_SIZE,
-    DEFAULT_RETRY_AFTER_MAX,
-    EVENT_STATUSES,
-    CapillaryFileTrigger,
-    client_options,
-    httpx_client_kwargs,
-)
+from airflow_capillary.triggers.file_service import EVENT_STATUSES, CapillaryFileTrigger
+from airflow_capillary.verification.rounds import ClientSettings, Failure, VerificationState
+from airflow_capillary.verification.rules import CHECKS, expected_files, flatten_files
 
 try:  # Airflow >= 3.2
     from airflow.sdk.exceptions import AirflowSensorTimeout  # type: ignore[attr-defined,unused-ignore]
@@ -51,18 +34,18 @@ if TYPE_CHECKING:
 
     from airflow_capillary.hooks.file_service import CapillaryFileHook
 
-#: Query parameters of a secure URL registered with Airflow's secrets masker (shared per session).
+__all__ = ["CapillaryFileSensor"]
 
 
 class CapillaryFileSensor(BaseSensorOperator):
     """Wait until every uploaded file is served by its secure URL with the expected content.
 
     Each file's ``secure_file_path`` (a pre-signed URL; no Capillary credentials are sent) is
-    fetched with ``GET`` and ``Range: bytes=0-0`` (size mode) or a full ``GET`` (sha256 mode).
+    fetched with ``GET`` and ``Range: bytes=0-0`` (size check) or a full ``GET`` (sha256 check).
     Done when every file answers 200/206 with the recorded size (``Content-Length`` or the
-    ``Content-Range`` total) and content type, and in sha256 mode the body's sha256. Only files
-    not verified yet are fetched again on later pokes (within one try: in ``reschedule`` mode each
-    poke starts over).
+    ``Content-Range`` total) and content type, and with the sha256 check the body's sha256. Only
+    files not verified yet are fetched again on later pokes (within one try: in ``reschedule``
+    mode each poke starts over).
 
     Keeps waiting on 404, 408, 425, 429, 5xx and connection errors (honouring ``Retry-After``);
     fails at once with :class:`~airflow_capillary.exceptions.CapillarySecureUrlExpiredError` on a
@@ -75,13 +58,13 @@ class CapillaryFileSensor(BaseSensorOperator):
         the output of mapped upload tasks (lists are flattened); an ``XComArg`` works. (templated)
     :param capillary_conn_id: connection whose TLS, timeout and proxy settings apply to the
         storage requests (its credentials are never sent there). (templated)
-    :param verify: ``"size"`` (size and content type from the headers) or ``"sha256"`` (also
+    :param check: ``"size"`` (size and content type from the headers) or ``"sha256"`` (also
         stream each whole body and compare its sha256 with the record's).
     :param deferrable: poke once on the worker, then wait in the triggerer
         (:class:`~airflow_capillary.triggers.file_service.CapillaryFileTrigger`).
     :param max_consecutive_failures: fail a file after this many transient failures in a row
         (connection errors, 429, 5xx; a 404 does not count); ``None`` for no bound.
-    :param max_concurrency: files fetched at once.
+    :param max_workers: files fetched at once (the operator's name for its parallelism).
     :param include_secure_url: keep ``secure_file_path`` in the records pushed to XCom. Off by
         default: once verified, what publishing needs is the handle, while the URL is a
         credential for about an hour that every downstream task would otherwise show in its
@@ -103,33 +86,36 @@ class CapillaryFileSensor(BaseSensorOperator):
         *,
         files: Any,
         capillary_conn_id: str = "capillary_default",
-        verify: str = "size",
+        check: str = "size",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_consecutive_failures: int | None = 10,
-        max_concurrency: int = 8,
+        max_workers: int = 8,
         include_secure_url: bool = False,
         poke_interval: timedelta | float = 30,
         timeout: timedelta | float = 3600,
         **kwargs: Any,
     ) -> None:
+        for old, new in (("verify", "check"), ("max_concurrency", "max_workers")):
+            if old in kwargs:
+                raise CapillaryConfigError(f"CapillaryFileSensor: {old} was renamed {new}")
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
-        if verify not in VERIFY_MODES:
-            raise CapillaryConfigError(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
+        if check not in CHECKS:
+            raise CapillaryConfigError(f"check must be one of {', '.join(CHECKS)}, not {check!r}")
         if max_consecutive_failures is not None and (
             isinstance(max_consecutive_failures, bool) or max_consecutive_failures < 1
         ):
             raise CapillaryConfigError(
                 f"max_consecutive_failures must be an integer >= 1 or None, not {max_consecutive_failures!r}"
             )
-        if isinstance(max_concurrency, bool) or max_concurrency < 1:
-            raise CapillaryConfigError(f"max_concurrency must be an integer >= 1, not {max_concurrency!r}")
+        if isinstance(max_workers, bool) or max_workers < 1:
+            raise CapillaryConfigError(f"max_workers must be an integer >= 1, not {max_workers!r}")
         self.files = files
         self.include_secure_url = include_secure_url
         self.capillary_conn_id = capillary_conn_id
-        self.verify = verify
+        self.check = check
         self.deferrable = deferrable
         self.max_consecutive_failures = max_consecutive_failures
-        self.max_concurrency = max_concurrency
+        self.max_workers = max_workers
         self._records: list[Mapping[str, Any]] = []
         self._single = False
         self._state: VerificationState | None = None
@@ -143,9 +129,9 @@ class CapillaryFileSensor(BaseSensorOperator):
         return CapillaryFileHook(self.capillary_conn_id)
 
     @cached_property
-    def client_options(self) -> dict[str, Any]:
-        """JSON-safe HTTP settings (verify, timeout, proxies, Retry-After cap) of the connection."""
-        return client_options(self.hook.config)
+    def client_settings(self) -> ClientSettings:
+        """TLS, timeout, proxy and ``Retry-After`` settings of the connection (no credentials)."""
+        return ClientSettings.from_hook(self.hook)
 
     def execute(self, context: Context) -> Any:
         """Check the records, then poke (or poke once and defer).
@@ -165,13 +151,12 @@ class CapillaryFileSensor(BaseSensorOperator):
             trigger=CapillaryFileTrigger(
                 records=[dict(r) for r in self._records],
                 deadline=started + self.timeout,
-                verify=self.verify,
+                check=self.check,
                 conn_id=self.capillary_conn_id,
                 poll_interval=self.poke_interval,
                 max_consecutive_failures=self.max_consecutive_failures,
                 verified=sorted(self._state.verified),
-                client_options=self.client_options,
-                max_concurrency=self.max_concurrency,
+                max_workers=self.max_workers,
                 not_before=time.time() + self.poke_interval,
             ),
             method_name="execute_complete",
@@ -198,18 +183,21 @@ class CapillaryFileSensor(BaseSensorOperator):
 
     def _prepare(self) -> None:
         records, self._single = self._flattened or flatten_files(self.files)
-        files = expected_files(records, self.verify)
+        files = expected_files(records, self.check)
         self._records = records
-        self._state = VerificationState(files, self.max_consecutive_failures)
+        self._state = VerificationState(files, self.check, self.max_consecutive_failures)
         if self._flattened is None:  # not rendered by Airflow (e.g. execute() called directly)
             for file in files:
                 register_url_credentials(file.url)
         self.log.info(
-            "verifying %d file(s) in %s mode (connection %s)", len(files), self.verify, self.capillary_conn_id
+            "verifying %d file(s) with the %s check (connection %s)",
+            len(files),
+            self.check,
+            self.capillary_conn_id,
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Fetch every file not verified yet and apply :mod:`airflow_capillary._verify`.
+        """Fetch every file not verified yet (one round of :mod:`airflow_capillary.verification.rounds`).
 
         :param context: the task context.
         :return: done (with the verified records as XCom value) or not yet.
@@ -219,21 +207,12 @@ class CapillaryFileSensor(BaseSensorOperator):
             self._prepare()
         assert self._state is not None
         state = self._state
-        pending = state.pending
-        cap = float(self.client_options.get("retry_after_max") or DEFAULT_RETRY_AFTER_MAX)
-        with httpx.Client(**httpx_client_kwargs(self.client_options, asynchronous=False)) as client:
-            if len(pending) == 1:
-                results = [(pending[0], probe_sync(client, pending[0], self.verify, cap))]
-            else:
-                with ThreadPoolExecutor(min(self.max_concurrency, len(pending))) as pool:
-                    verdicts = pool.map(lambda f: probe_sync(client, f, self.verify, cap), pending)
-                    results = list(zip(pending, verdicts, strict=True))
-        waiting = state.apply(results)
+        waiting = state.run_round_sync(self.client_settings, self.max_workers)
         if state.failure is not None:
             raise state.failure.to_exception(self.capillary_conn_id)
         if state.done:
             self.log.info("all %d file(s) are served intact", len(state.files))
-            return PokeReturnValue(True, self._output(state.records(self._records)))
+            return PokeReturnValue(True, self._output(self._records))
         self.log.info(
             "%d of %d file(s) not verified yet: %s",
             len(state.pending),
@@ -267,92 +246,27 @@ class CapillaryFileSensor(BaseSensorOperator):
         if status == "timeout":
             raise AirflowSensorTimeout(f"Sensor has timed out: {event.get('message', '')}")
         if status == "error":
-            kind = event.get("kind")
-            if kind not in ERROR_KINDS or not isinstance(event.get("message"), str):
+            failure = Failure.from_event(event)
+            if failure is None:
                 raise CapillaryError(f"unexpected error event from CapillaryFileTrigger: {_describe(event)}")
-            failure = Failure(
-                kind=kind,
-                message=event["message"],
-                file_name=event.get("file_name"),
-                namespace=event.get("namespace"),
-                status_code=event.get("status_code"),
-            )
             raise failure.to_exception(self.capillary_conn_id)
-        records = event.get("records")
-        if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
+        verified = event.get("verified")
+        if isinstance(verified, bool) or not isinstance(verified, int):
             raise CapillaryError(f"unexpected success event from CapillaryFileTrigger: {_describe(event)}")
         # The output is the sensor's own records (``files``, rendered again on resume: no extra
         # state to carry, and ``dag.test()`` drops the deferral's kwargs when it runs a trigger
-        # inline). The event's copies have their URLs redacted: Airflow logs and stores events.
+        # inline); the event only says how many the trigger verified.
         own, self._single = self._flattened or flatten_files(self.files)
-        if len(records) != len(own):
+        if verified != len(own):
             raise CapillaryError(
-                f"success event from CapillaryFileTrigger for {len(records)} record(s), "
-                f"the sensor has {len(own)}"
+                f"success event from CapillaryFileTrigger for {verified} record(s), the sensor has {len(own)}"
             )
         self.log.info("all %d file(s) are served intact", len(own))
         return self._output(own)
 
-    def _output(self, records: list[dict[str, Any]] | list[Mapping[str, Any]]) -> Any:
+    def _output(self, records: Sequence[Mapping[str, Any]]) -> Any:
         out = [dict(r) if self.include_secure_url else {**r, "secure_file_path": None} for r in records]
         return out[0] if self._single and len(out) == 1 else out
-
-
-def probe_sync(client: httpx.Client, expected: ExpectedFile, verify: str, retry_after_cap: float) -> Verdict:
-    """Fetch one secure URL and judge the answer (the synchronous twin of ``probe_async``).
-
-    :param client: the shared client.
-    :param expected: the file.
-    :param verify: ``"size"`` or ``"sha256"``.
-    :param retry_after_cap: longest ``Retry-After`` honoured.
-    :return: the final verdict (never ``read_body``).
-    """
-    judge = AnswerJudge(expected, verify, retry_after_cap)
-    try:
-        with client.stream("GET", expected.url, headers=request_headers(verify)) as response:
-            verdict = judge.on_headers(response.status_code, response.headers)
-            if verdict is not None:
-                return verdict
-            for chunk in response.iter_bytes(CHUNK_SIZE):
-                if not judge.feed(chunk):
-                    break
-            return judge.finish()
-    except httpx.HTTPError as exc:
-        return judge_transport_error(expected, exc)
-
-
-def flatten_files(files: Any) -> tuple[list[Mapping[str, Any]], bool]:
-    """Flatten the sensor's ``files`` into a list of records.
-
-    Accepts one record, a list of records, or the lazy sequence a mapped upload task returns
-    (whose items are records or lists of records).
-
-    :param files: the rendered ``files`` argument.
-    :return: the records in input order, and whether the input was a single record.
-    :raises CapillaryInvalidInputError: not records (e.g. a string from non-native templating).
-    """
-    if isinstance(files, Mapping):
-        return [files], True
-    if isinstance(files, (str, bytes)):
-        raise CapillaryInvalidInputError(
-            "files rendered to a string, not upload records: pass the upload task's output "
-            "(e.g. upload.output) or set render_template_as_native_obj=True on the DAG"
-        )
-    records: list[Mapping[str, Any]] = []
-    _flatten_into(files, records, "files")
-    return records, False
-
-
-def _flatten_into(value: Any, out: list[Mapping[str, Any]], where: str) -> None:
-    if isinstance(value, Mapping):
-        out.append(value)
-    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
-        for position, item in enumerate(value):
-            _flatten_into(item, out, f"{where}[{position}]")
-    else:
-        raise CapillaryInvalidInputError(
-            f"{where} is a {type(value).__name__}, not an upload record (a dict from UploadImageOperator)"
-        )
 
 
 def _describe(event: Any) -> str:

@@ -73,7 +73,7 @@ with DAG(
     verify_hero = CapillaryFileSensor(
         task_id="verify_hero",
         files=upload_hero.output,
-        verify="sha256",
+        check="sha256",
         deferrable=True,
         poke_interval=1,
         timeout=300,

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.e2e._child_dag import REPO_ROOT, child_dag_env
-from tests.sensors.records import PNG, without_url
+from tests.verification.records import PNG, without_url
 
 DAG_FILE = REPO_ROOT / "tests" / "dags" / "sensor_verify_uploads.py"
 DAG_ID = "capillary_sensor_verify_uploads"

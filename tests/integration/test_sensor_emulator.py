@@ -14,7 +14,6 @@ import requests
 from airflow.triggers.base import TriggerEvent
 from capillary_emulator import CapillaryEmulator, Fault
 
-from airflow_capillary._redact import redact_records
 from airflow_capillary.exceptions import (
     CapillarySecureUrlExpiredError,
     CapillaryServiceUnavailableError,
@@ -24,7 +23,7 @@ from airflow_capillary.hooks.file_service import CapillaryFileHook
 from airflow_capillary.models import UploadedFile
 from airflow_capillary.sensors.file_service import CapillaryFileSensor
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
-from tests.sensors.records import PNG, without_url
+from tests.verification.records import PNG, without_url
 
 pytestmark = pytest.mark.integration
 
@@ -65,16 +64,16 @@ def downloads(emu: CapillaryEmulator) -> list[dict[str, Any]]:
     return [r for r in emu.requests() if r["path"].startswith("/_s3/")]
 
 
-@pytest.mark.parametrize("verify", ["size", "sha256"])
-def test_served_files_are_verified(capillary_conn, verify):
+@pytest.mark.parametrize("check", ["size", "sha256"])
+def test_served_files_are_verified(capillary_conn, check):
     records = [upload("hero.png", PNG), upload("banner.jpg", JPEG)]
-    assert sensor(records, verify=verify).execute({}) == without_url(records)
+    assert sensor(records, check=check).execute({}) == without_url(records)
     gets = downloads(capillary_conn)
-    assert [(r["method"], r["status"]) for r in gets] == [("GET", 206 if verify == "size" else 200)] * 2
+    assert [(r["method"], r["status"]) for r in gets] == [("GET", 206 if check == "size" else 200)] * 2
     for request in gets:
         headers = {k.lower(): v for k, v in request["headers"].items()}
         assert "authorization" not in headers
-        assert (headers.get("range") == "bytes=0-0") is (verify == "size")
+        assert (headers.get("range") == "bytes=0-0") is (check == "size")
 
 
 def test_waits_through_storage_errors_honouring_retry_after(capillary_conn):
@@ -86,7 +85,7 @@ def test_waits_through_storage_errors_honouring_retry_after(capillary_conn):
         ]
     )
     started = time.monotonic()
-    assert sensor(record, verify="sha256").execute({}) == without_url(record)
+    assert sensor(record, check="sha256").execute({}) == without_url(record)
     assert time.monotonic() - started >= 1.0
     assert [r["status"] for r in downloads(capillary_conn)][-1] == 200
 
@@ -125,7 +124,7 @@ def test_unreachable_storage_is_bounded(capillary_conn):
     record = upload("hero.png", PNG)
     capillary_conn.push_fault(Fault(action="reset", match="download", times=5))
     with pytest.raises(CapillaryServiceUnavailableError, match=r"giving up after 2 consecutive failures"):
-        sensor(record, verify="sha256", max_consecutive_failures=2).execute({})
+        sensor(record, check="sha256", max_consecutive_failures=2).execute({})
 
 
 def run_trigger(trigger: CapillaryFileTrigger) -> list[TriggerEvent]:
@@ -135,13 +134,13 @@ def run_trigger(trigger: CapillaryFileTrigger) -> list[TriggerEvent]:
     return asyncio.run(collect())
 
 
-@pytest.mark.parametrize("verify", ["size", "sha256"])
-def test_trigger_verifies_served_files(capillary_conn, verify):
+@pytest.mark.parametrize("check", ["size", "sha256"])
+def test_trigger_verifies_served_files(capillary_conn, check):
     records = [upload("hero.png", PNG), upload("banner.jpg", JPEG)]
     trigger = CapillaryFileTrigger(
-        records=records, deadline=time.time() + 30, verify=verify, poll_interval=0.05, client_options={}
+        records=records, deadline=time.time() + 30, check=check, poll_interval=0.05
     )
-    assert run_trigger(trigger) == [TriggerEvent({"status": "success", "records": redact_records(records)})]
+    assert run_trigger(trigger) == [TriggerEvent({"status": "success", "verified": 2})]
 
 
 def test_trigger_reports_a_placeholder(capillary_conn):
@@ -161,6 +160,6 @@ def test_tls_with_the_connections_ca_bundle(tmp_path: Path, monkeypatch: pytest.
         monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", emu.connection_uri(auth_type="basic"))
         record = upload("hero.png", PNG)
         assert record["secure_file_path"].startswith("https://")
-        s = sensor(record, verify="sha256", deferrable=False)
-        assert s.client_options["verify"] == str(emu.ca_cert_path)
+        s = sensor(record, check="sha256", deferrable=False)
+        assert s.client_settings.verify == str(emu.ca_cert_path)
         assert s.execute({}) == without_url(record)

@@ -22,8 +22,9 @@ from airflow_capillary.exceptions import (
 from airflow_capillary.sensors import file_service
 from airflow_capillary.sensors.file_service import AirflowSensorTimeout, CapillaryFileSensor
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
-from tests.sensors.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record, without_url
-from tests.sensors.storage import Storage
+from airflow_capillary.verification.rounds import ClientSettings
+from tests.verification.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record, without_url
+from tests.verification.storage import Storage
 
 try:  # Airflow >= 3.2
     from airflow.sdk.exceptions import (  # type: ignore[attr-defined,unused-ignore]
@@ -44,7 +45,7 @@ CONN = {
     "host": "https://eucrm.cc.capillarytech.com",
     "login": "till.user",
     "password": "till-password",
-    "extra": {"timeout": [4, 20], "retry_after_max": 60},
+    "extra": {"timeout": [4, 20]},
 }
 
 
@@ -55,7 +56,7 @@ def connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def storage(monkeypatch: pytest.MonkeyPatch) -> Storage:
-    return Storage(monkeypatch, file_service)
+    return Storage(monkeypatch)
 
 
 def sensor(files: Any, **kwargs: Any) -> CapillaryFileSensor:
@@ -65,40 +66,39 @@ def sensor(files: Any, **kwargs: Any) -> CapillaryFileSensor:
 def test_template_fields_and_defaults():
     s = CapillaryFileSensor(task_id="verify", files=[])
     assert s.template_fields == ("files", "capillary_conn_id")
-    assert (s.capillary_conn_id, s.verify, s.poke_interval, s.timeout) == (
+    assert (s.capillary_conn_id, s.check, s.poke_interval, s.timeout) == (
         "capillary_default",
         "size",
         30,
         3600,
     )
-    assert (s.max_consecutive_failures, s.max_concurrency) == (10, 8)
+    assert (s.max_consecutive_failures, s.max_workers) == (10, 8)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"verify": "md5"}, r"^verify must be one of size, sha256, not 'md5'$"),
+        ({"check": "md5"}, r"^check must be one of size, sha256, not 'md5'$"),
         (
             {"max_consecutive_failures": 0},
             r"^max_consecutive_failures must be an integer >= 1 or None, not 0$",
         ),
         ({"max_consecutive_failures": True}, r"^max_consecutive_failures must be an integer >= 1 or None"),
-        ({"max_concurrency": 0}, r"^max_concurrency must be an integer >= 1, not 0$"),
+        ({"max_workers": 0}, r"^max_workers must be an integer >= 1, not 0$"),
+        ({"verify": "sha256"}, r"^CapillaryFileSensor: verify was renamed check$"),
+        ({"max_concurrency": 4}, r"^CapillaryFileSensor: max_concurrency was renamed max_workers$"),
     ],
-    ids=["verify", "failures-zero", "failures-bool", "concurrency"],
+    ids=["check", "failures-zero", "failures-bool", "workers", "old-verify", "old-max-concurrency"],
 )
 def test_bad_arguments_fail_at_parse_time(kwargs, message):
     with pytest.raises(CapillaryConfigError, match=message):
         CapillaryFileSensor(task_id="verify", files=[], **kwargs)
 
 
-def test_client_options_come_from_the_connection_without_credentials():
-    assert sensor([]).client_options == {
-        "verify": True,
-        "timeout": [4.0, 20.0],
-        "proxies": None,
-        "retry_after_max": 60.0,
-    }
+def test_client_settings_come_from_the_connection_without_credentials():
+    assert sensor([]).client_settings == ClientSettings(
+        verify=True, timeout=(4.0, 20.0), proxies={}, retry_after_max=120.0
+    )
 
 
 def test_pokes_recheck_only_pending_files_and_send_no_capillary_credentials(storage):
@@ -133,7 +133,7 @@ def test_execute_mapped_output_returns_flat_list_in_sha256_mode(storage):
     a, b, c = make_record("a.png"), make_record("b.png"), make_record("c.png")
     for name in ("a.png", "b.png", "c.png"):
         storage.script(name, httpx.Response(200, headers={"Content-Type": "image/png"}, content=PNG))
-    assert sensor([[a, b], [c]], verify="sha256").execute({}) == without_url([a, b, c])
+    assert sensor([[a, b], [c]], check="sha256").execute({}) == without_url([a, b, c])
     assert all("Range" not in r.headers for r in storage.requests)
 
 
@@ -258,7 +258,7 @@ def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocke
     storage.script("a.png", httpx.Response(206, headers=OK_206))
     storage.script("b.png", httpx.Response(404))
     s = CapillaryFileSensor(
-        task_id="verify", files=[a, b], deferrable=True, poke_interval=9, timeout=600, verify="size"
+        task_id="verify", files=[a, b], deferrable=True, poke_interval=9, timeout=600, check="size"
     )
     with pytest.raises(TaskDeferred) as info:
         s.execute({})
@@ -270,34 +270,31 @@ def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocke
     assert trigger.serialize()[1] == {
         "records": [a, b],
         "deadline": 1_600.0,
-        "verify": "size",
+        "check": "size",
         "conn_id": "capillary_default",
         "poll_interval": 9.0,
         "max_consecutive_failures": 10,
         "verified": [0],
-        "client_options": {"verify": True, "timeout": [4.0, 20.0], "proxies": None, "retry_after_max": 60.0},
-        "max_concurrency": 8,
+        "max_workers": 8,
         "not_before": 1_009.0,  # one poke interval after the worker's own check
     }
 
 
 def test_execute_complete_success_keeps_the_input_shape():
     a, b = make_record("a.png"), make_record("b.png")
-    assert sensor(a).execute_complete({}, {"status": "success", "records": [a]}) == without_url(a)
-    assert sensor([a]).execute_complete({}, {"status": "success", "records": [a]}) == without_url([a])
-    assert sensor([[a], b]).execute_complete({}, {"status": "success", "records": [a, b]}) == without_url(
-        [a, b]
-    )
+    assert sensor(a).execute_complete({}, {"status": "success", "verified": 1}) == without_url(a)
+    assert sensor([a]).execute_complete({}, {"status": "success", "verified": 1}) == without_url([a])
+    assert sensor([[a], b]).execute_complete({}, {"status": "success", "verified": 2}) == without_url([a, b])
 
 
-def test_execute_complete_returns_its_own_records_not_the_events_redacted_copies():
+def test_execute_complete_returns_its_own_records_and_checks_the_count():
     a, b = make_record("a.png"), make_record("b.png")
-    event = {"status": "success", "records": _redact.redact_records([a, b])}
+    event = {"status": "success", "verified": 2}
     assert sensor([a, b], include_secure_url=True).execute_complete({}, event) == [a, b]
     with pytest.raises(
         CapillaryError, match=r"^success event from CapillaryFileTrigger for 1 record\(s\), the sensor has 2$"
     ):
-        sensor([a, b]).execute_complete({}, {"status": "success", "records": [a]})
+        sensor([a, b]).execute_complete({}, {"status": "success", "verified": 1})
 
 
 def test_include_secure_url_keeps_the_urls_in_the_output(storage):
@@ -305,7 +302,7 @@ def test_include_secure_url_keeps_the_urls_in_the_output(storage):
     storage.script("a.png", httpx.Response(206, headers=OK_206))
     storage.script("b.png", httpx.Response(206, headers=OK_206))
     assert sensor([a, b], include_secure_url=True).execute({}) == [a, b]
-    event = {"status": "success", "records": [a]}
+    event = {"status": "success", "verified": 1}
     assert sensor([a], include_secure_url=True).execute_complete({}, event) == [a]
 
 
@@ -342,9 +339,7 @@ def test_execute_complete_raises_the_error_of_each_kind(kind, error):
 
 def test_execute_complete_timeout():
     with pytest.raises(AirflowSensorTimeout, match=r"^Sensor has timed out: 1 file\(s\) not verified"):
-        sensor([]).execute_complete(
-            {}, {"status": "timeout", "message": "1 file(s) not verified", "pending": ["a"]}
-        )
+        sensor([]).execute_complete({}, {"status": "timeout", "message": "1 file(s) not verified"})
 
 
 @pytest.mark.parametrize(
@@ -358,8 +353,9 @@ def test_execute_complete_timeout():
             r"^unexpected error event from CapillaryFileTrigger",
         ),
         ({"status": "error", "kind": "expired"}, r"^unexpected error event from CapillaryFileTrigger"),
-        ({"status": "success", "records": "x"}, r"^unexpected success event from CapillaryFileTrigger"),
-        ({"status": "success", "records": [1]}, r"^unexpected success event from CapillaryFileTrigger"),
+        ({"status": "success", "verified": "2"}, r"^unexpected success event from CapillaryFileTrigger"),
+        ({"status": "success", "verified": True}, r"^unexpected success event from CapillaryFileTrigger"),
+        ({"status": "success", "records": []}, r"^unexpected success event from CapillaryFileTrigger"),
     ],
     ids=[
         "none",
@@ -367,8 +363,9 @@ def test_execute_complete_timeout():
         "unknown-status",
         "unknown-kind",
         "no-message",
-        "records-not-list",
-        "records-not-dicts",
+        "count-not-int",
+        "count-bool",
+        "no-count",
     ],
 )
 def test_execute_complete_rejects_unknown_events(event, message):

@@ -12,18 +12,37 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_capillary import _redact
-from airflow_capillary._redact import redact_records
 from airflow_capillary.exceptions import CapillaryConfigError
+from airflow_capillary.hooks.file_service import CapillaryFileHook
 from airflow_capillary.triggers import file_service
-from airflow_capillary.triggers.file_service import CapillaryFileTrigger, client_options, httpx_client_kwargs
-from tests.sensors.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
-from tests.sensors.storage import Storage
+from airflow_capillary.triggers.file_service import CapillaryFileTrigger
+from airflow_capillary.verification.rounds import ClientSettings, client_kwargs
+from tests.verification.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
+from tests.verification.storage import Storage
 
 SIZE = len(PNG)
 START = 1_700_000_000.0
 OK_206 = {"Content-Range": f"bytes 0-0/{SIZE}", "Content-Type": "image/png"}
 EXPIRED_XML = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
 WHERE = "'hero.png' (namespace rewards)"
+CONN: dict[str, Any] = {
+    "conn_type": "capillary",
+    "host": "https://eucrm.cc.capillarytech.com",
+    "login": "till.user",
+    "password": "till-password",
+    "extra": {"timeout": [4, 20]},
+}
+SUCCESS = TriggerEvent({"status": "success", "verified": 1})
+
+
+def set_connection(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
+    conn = {**CONN, "extra": {**CONN["extra"], **extra}}
+    monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", json.dumps(conn))
+
+
+@pytest.fixture(autouse=True)
+def connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch)
 
 
 class FakeClock:
@@ -54,7 +73,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 @pytest.fixture
 def storage(monkeypatch: pytest.MonkeyPatch) -> Storage:
-    return Storage(monkeypatch, file_service)
+    return Storage(monkeypatch)
 
 
 def run(trigger: CapillaryFileTrigger) -> list[TriggerEvent]:
@@ -74,36 +93,24 @@ def test_serialize_round_trip_is_json_safe():
     trigger = CapillaryFileTrigger(
         records=[record],
         deadline=START,
-        verify="sha256",
+        check="sha256",
         conn_id="cap",
         poll_interval=7,
         max_consecutive_failures=None,
         verified=(0,),
-        client_options={
-            "verify": "/etc/ca.pem",
-            "timeout": [5.0, 30.0],
-            "proxies": None,
-            "retry_after_max": 60.0,
-        },
-        max_concurrency=2,
+        max_workers=2,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_capillary.triggers.file_service.CapillaryFileTrigger"
     assert kwargs == {
         "records": [record],
         "deadline": START,
-        "verify": "sha256",
+        "check": "sha256",
         "conn_id": "cap",
         "poll_interval": 7.0,
         "max_consecutive_failures": None,
         "verified": [0],
-        "client_options": {
-            "verify": "/etc/ca.pem",
-            "timeout": [5.0, 30.0],
-            "proxies": None,
-            "retry_after_max": 60.0,
-        },
-        "max_concurrency": 2,
+        "max_workers": 2,
         "not_before": None,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
@@ -113,9 +120,7 @@ def test_serialize_round_trip_is_json_safe():
 def test_waits_through_404_then_succeeds_with_exact_request(storage, clock):
     record = make_record()
     storage.script("hero.png", httpx.Response(404), httpx.Response(206, headers=OK_206, content=b"\x89"))
-    assert run(make_trigger([record])) == [
-        TriggerEvent({"status": "success", "records": redact_records([record])})
-    ]
+    assert run(make_trigger([record])) == [SUCCESS]
     assert clock.sleeps == [5.0]
     request = storage.requests[0]
     assert (request.method, str(request.url)) == ("GET", record["secure_file_path"])
@@ -133,16 +138,14 @@ def test_first_check_waits_until_not_before_but_never_past_the_deadline(storage,
     record = make_record()
     storage.script("hero.png", httpx.Response(206, headers=OK_206, content=b"\x89"))
     trigger = make_trigger([record], not_before=not_before)
-    assert run(trigger) == [TriggerEvent({"status": "success", "records": redact_records([record])})]
+    assert run(trigger) == [SUCCESS]
     assert clock.sleeps == (sleeps if sleeps is not None else [trigger.deadline - START])
 
 
 def test_sha256_mode_reads_the_whole_body(storage, clock):
     record = make_record()
     storage.script("hero.png", httpx.Response(200, headers={"Content-Type": "image/png"}, content=PNG))
-    assert run(make_trigger([record], verify="sha256")) == [
-        TriggerEvent({"status": "success", "records": redact_records([record])})
-    ]
+    assert run(make_trigger([record], check="sha256")) == [SUCCESS]
     assert "Range" not in storage.requests[0].headers
     assert clock.sleeps == []
 
@@ -193,12 +196,15 @@ def test_every_waiting_round_sleeps_once(storage, clock, answers):
     assert clock.sleeps == [5.0, 5.0, 5.0]
 
 
-def test_retry_after_lengthens_the_wait(storage, clock):
+def test_retry_after_lengthens_the_wait_up_to_the_cap(storage, clock):
     storage.script(
-        "hero.png", httpx.Response(503, headers={"Retry-After": "45"}), httpx.Response(206, headers=OK_206)
+        "hero.png",
+        httpx.Response(503, headers={"Retry-After": "45"}),
+        httpx.Response(503, headers={"Retry-After": "500"}),
+        httpx.Response(206, headers=OK_206),
     )
-    run(make_trigger([make_record()], client_options={"retry_after_max": 30.0}))
-    assert clock.sleeps == [30.0]
+    run(make_trigger([make_record()]))
+    assert clock.sleeps == [45.0, 120.0]  # 120: the hook's default retry_after_max
 
 
 def test_deadline_is_wall_clock_and_yields_one_timeout_event(storage, clock):
@@ -210,7 +216,6 @@ def test_deadline_is_wall_clock_and_yields_one_timeout_event(storage, clock):
                 "status": "timeout",
                 "message": "1 file(s) not verified before the sensor's timeout: 'hero.png'; last answers: "
                 f"{WHERE}: the storage answered HTTP 404; waiting",
-                "pending": ["hero.png"],
             }
         )
     ]
@@ -239,7 +244,7 @@ def test_only_unverified_files_are_fetched(storage, clock):
     storage.script("b.png", httpx.Response(404), httpx.Response(206, headers=OK_206))
     storage.script("c.png", httpx.Response(206, headers=OK_206))
     (event,) = run(make_trigger([a, b, c], verified=[0]))
-    assert event.payload == {"status": "success", "records": redact_records([a, b, c])}
+    assert event.payload == {"status": "success", "verified": 3}
     assert [r.url.path for r in storage.requests] == [
         "/rewards/100606/b.png",
         "/rewards/100606/c.png",
@@ -272,41 +277,50 @@ def test_httpx_request_log_line_is_redacted(storage, clock, caplog):
     assert "X-Amz-Signature=***" in caplog.text
 
 
-class Config:
-    timeout = (3.0, 40.0)
-    verify = "/etc/ssl/ca.pem"
-    proxies = {"https": "http://proxy:3128"}
-    retry_after_max = 90.0
+def test_client_settings_take_only_what_matters_to_the_storage(monkeypatch, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    set_connection(monkeypatch, timeout=[3, 40], verify=str(bundle), proxies={"https": "http://proxy:3128"})
+    settings = ClientSettings.from_hook(CapillaryFileHook())
+    assert settings == ClientSettings(
+        verify=str(bundle), timeout=(3.0, 40.0), proxies={"https": "http://proxy:3128"}, retry_after_max=120.0
+    )
 
 
-def test_client_options_take_only_what_matters_to_the_storage():
-    assert client_options(Config()) == {  # type: ignore[arg-type]
-        "verify": "/etc/ssl/ca.pem",
-        "timeout": [3.0, 40.0],
-        "proxies": {"https": "http://proxy:3128"},
-        "retry_after_max": 90.0,
-    }
-
-
-def test_httpx_client_kwargs(tmp_path):
-    kwargs = httpx_client_kwargs(
-        {"verify": False, "timeout": [3.0, 40.0], "proxies": {"https": "http://proxy:3128"}},
-        asynchronous=True,
+def test_client_kwargs(tmp_path):
+    kwargs = client_kwargs(
+        ClientSettings(verify=False, timeout=(3.0, 40.0), proxies={"https": "http://proxy:3128"})
     )
     assert kwargs["verify"] is False
     assert kwargs["timeout"] == httpx.Timeout(40.0, connect=3.0)
     assert kwargs["follow_redirects"] is True
     assert list(kwargs["mounts"]) == ["https://"]
     assert isinstance(kwargs["mounts"]["https://"], httpx.AsyncHTTPTransport)
-    assert "mounts" not in httpx_client_kwargs({}, asynchronous=False)
+    assert "mounts" not in client_kwargs(ClientSettings())
     with pytest.raises(CapillaryConfigError, match=r"^verify: the CA bundle '.*missing.pem' does not exist"):
-        httpx_client_kwargs({"verify": str(tmp_path / "missing.pem")}, asynchronous=False)
+        client_kwargs(ClientSettings(verify=str(tmp_path / "missing.pem")))
 
 
-def test_missing_ca_bundle_in_the_triggerer_is_a_config_error_event(storage, clock, tmp_path):
-    trigger = make_trigger([make_record()], client_options={"verify": str(tmp_path / "missing.pem")})
+def test_a_ca_bundle_missing_in_the_triggerer_is_a_config_error_event(storage, clock, tmp_path, monkeypatch):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    trigger = make_trigger([make_record()])
+    # The bundle the worker saw, which the triggerer's machine does not have:
+    monkeypatch.setattr(trigger, "_client_settings", lambda: ClientSettings(verify=str(bundle)))
+    bundle.unlink()
     (event,) = run(trigger)
     assert event.payload["kind"] == "config"
+    assert event.payload["message"].endswith(
+        "does not exist on this machine (with deferrable=True the triggerer needs it too)"
+    )
+    assert storage.requests == []
+
+
+def test_a_bad_connection_in_the_triggerer_is_a_config_error_event(storage, clock, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", json.dumps({**CONN, "host": ""}))
+    (event,) = run(make_trigger([make_record()]))
+    assert (event.payload["kind"], event.payload["status"]) == ("config", "error")
+    assert event.payload["message"].startswith("connection 'capillary_default': host is empty")
     assert storage.requests == []
 
 

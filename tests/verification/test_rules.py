@@ -1,4 +1,4 @@
-"""The pure decision shared by the sensor and the trigger: answer -> wait / done / fail (which error)."""
+"""verification.rules: a record -> what must be served; one answer -> wait / done / fail (which error)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,18 @@ from collections.abc import Iterator, Sequence
 import httpx
 import pytest
 
-from airflow_capillary._verify import (
-    ERROR_KINDS,
+from airflow_capillary.exceptions import CapillaryInvalidInputError
+from airflow_capillary.verification.rules import (
     AnswerJudge,
     ExpectedFile,
     Verdict,
     content_range_total,
     expected_files,
+    flatten_files,
     judge_transport_error,
-    parse_retry_after,
     request_headers,
 )
-from airflow_capillary.exceptions import (
-    CapillaryConfigError,
-    CapillaryError,
-    CapillaryInvalidInputError,
-    CapillaryRequestRejectedError,
-    CapillarySecureUrlExpiredError,
-    CapillaryServiceUnavailableError,
-    CapillaryVerificationError,
-)
-from airflow_capillary.sensors.file_service import flatten_files
-from tests.sensors.records import PNG, SIGNATURE, make_record
+from tests.verification.records import PNG, SIGNATURE, make_record
 
 SIZE = len(PNG)
 SHA = hashlib.sha256(PNG).hexdigest()
@@ -49,10 +39,10 @@ def expected() -> ExpectedFile:
 
 
 def judge(
-    status: int, headers: dict[str, str], verify: str = "size", body: bytes = b"", chunk: int = 100
+    status: int, headers: dict[str, str], check: str = "size", body: bytes = b"", chunk: int = 100
 ) -> Verdict:
-    """Drive an AnswerJudge the way the probes do; ``body`` is only read when the judge asks."""
-    answer = AnswerJudge(expected(), verify, retry_after_cap=120.0)
+    """Drive an AnswerJudge the way the probe does; ``body`` is only read when the judge asks."""
+    answer = AnswerJudge(expected(), check, retry_after_cap=120.0)
     verdict = answer.on_headers(status, httpx.Headers(headers))
     if verdict is not None:
         return verdict
@@ -64,7 +54,7 @@ def judge(
 
 PNG_206 = {"Content-Range": f"bytes 0-0/{SIZE}", "Content-Type": "image/png", "Content-Length": "1"}
 CASES = [
-    # (id, status, headers, body, outcome, kind, message, retry_after, transient)
+    # (id, status, headers, body, decision, kind, message, retry_after, transient)
     (
         "206-total-matches",
         206,
@@ -271,13 +261,13 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("status", "headers", "body", "outcome", "kind", "message", "retry_after", "transient"),
+    ("status", "headers", "body", "decision", "kind", "message", "retry_after", "transient"),
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
-def test_size_mode_outcomes(status, headers, body, outcome, kind, message, retry_after, transient):
+def test_size_mode_outcomes(status, headers, body, decision, kind, message, retry_after, transient):
     assert judge(status, headers, body=body) == Verdict(
-        outcome, message, kind=kind, status_code=status, retry_after=retry_after, transient=transient
+        decision, message, kind=kind, status_code=status, retry_after=retry_after, transient=transient
     )
 
 
@@ -342,13 +332,13 @@ SHA_CASES = [
 
 
 @pytest.mark.parametrize(
-    ("status", "headers", "body", "outcome", "kind", "message"),
+    ("status", "headers", "body", "decision", "kind", "message"),
     [case[1:] for case in SHA_CASES],
     ids=[case[0] for case in SHA_CASES],
 )
-def test_sha256_mode_outcomes(status, headers, body, outcome, kind, message):
-    assert judge(status, headers, verify="sha256", body=body) == Verdict(
-        outcome, message, kind=kind, status_code=status
+def test_sha256_mode_outcomes(status, headers, body, decision, kind, message):
+    assert judge(status, headers, check="sha256", body=body) == Verdict(
+        decision, message, kind=kind, status_code=status
     )
 
 
@@ -365,7 +355,7 @@ def test_request_headers_ask_one_byte_in_size_mode_only():
 
 
 @pytest.mark.parametrize(
-    ("exc", "outcome", "kind", "transient"),
+    ("exc", "decision", "kind", "transient"),
     [
         (httpx.ConnectTimeout("timed out"), "wait", None, True),
         (httpx.ReadTimeout("timed out"), "wait", None, True),
@@ -382,9 +372,9 @@ def test_request_headers_ask_one_byte_in_size_mode_only():
     ],
     ids=["connect-timeout", "read-timeout", "refused", "reset", "proxy", "scheme", "redirects"],
 )
-def test_transport_errors(exc, outcome, kind, transient):
+def test_transport_errors(exc, decision, kind, transient):
     verdict = judge_transport_error(expected(), exc)
-    assert (verdict.outcome, verdict.kind, verdict.transient) == (outcome, kind, transient)
+    assert (verdict.decision, verdict.kind, verdict.transient) == (decision, kind, transient)
     assert verdict.message.startswith(f"{WHERE}: ")
     assert type(exc).__name__ in verdict.message
 
@@ -394,24 +384,6 @@ def test_transport_error_message_never_carries_the_url():
     verdict = judge_transport_error(file, httpx.ConnectError(f"cannot reach {file.url}"))
     assert SIGNATURE not in verdict.message
     assert verdict.message == f"{WHERE}: ConnectError: cannot reach ***; waiting"
-
-
-@pytest.mark.parametrize(
-    ("value", "expected_seconds"),
-    [
-        (None, None),
-        ("", None),
-        ("3", 3.0),
-        ("0", 0.0),
-        ("999", 120.0),
-        ("soon", None),
-        ("Thu, 01 Jan 1970 00:00:30 GMT", 20.0),
-        ("Thu, 01 Jan 1970 00:00:05 GMT", 0.0),
-    ],
-    ids=["absent", "empty", "seconds", "zero", "capped", "garbage", "http-date", "http-date-past"],
-)
-def test_parse_retry_after(value, expected_seconds):
-    assert parse_retry_after(value, cap=120.0, now=10.0) == expected_seconds
 
 
 @pytest.mark.parametrize(
@@ -431,7 +403,7 @@ def test_expected_files_take_what_was_sent():
 
 
 @pytest.mark.parametrize(
-    ("records", "verify", "message"),
+    ("records", "check", "message"),
     [
         (
             [make_record(url=None)],
@@ -448,7 +420,7 @@ def test_expected_files_take_what_was_sent():
             [make_record(sha256="")],
             "sha256",
             r"^files\[0\] \('hero.png', namespace rewards\) has no sha256 of the "
-            r"uploaded bytes: use verify='size'",
+            r"uploaded bytes: use check='size'",
         ),
         (
             [make_record(secure_file_path="ftp://x/y")],
@@ -456,13 +428,13 @@ def test_expected_files_take_what_was_sent():
             r"has a secure_file_path that is not an http\(s\) URL",
         ),
         ([], "size", r"^files is empty: there is nothing to verify$"),
-        ([make_record()], "md5", r"^verify must be one of size, sha256, not 'md5'$"),
+        ([make_record()], "md5", r"^check must be one of size, sha256, not 'md5'$"),
     ],
     ids=["no-secure-url", "not-a-record", "no-sha256", "not-http", "empty", "bad-mode"],
 )
-def test_expected_files_reject_bad_records_before_any_request(records, verify, message):
+def test_expected_files_reject_bad_records_before_any_request(records, check, message):
     with pytest.raises(CapillaryInvalidInputError, match=message):
-        expected_files(records, verify)
+        expected_files(records, check)
 
 
 class LazyRecords(Sequence):
@@ -505,15 +477,3 @@ def test_flatten_files_shapes():
 def test_flatten_files_rejects(files, message):
     with pytest.raises(CapillaryInvalidInputError, match=message):
         flatten_files(files)
-
-
-def test_error_kinds_are_the_documented_exceptions():
-    assert {
-        "expired": CapillarySecureUrlExpiredError,
-        "verification": CapillaryVerificationError,
-        "unavailable": CapillaryServiceUnavailableError,
-        "rejected": CapillaryRequestRejectedError,
-        "invalid": CapillaryInvalidInputError,
-        "config": CapillaryConfigError,
-        "internal": CapillaryError,
-    } == ERROR_KINDS

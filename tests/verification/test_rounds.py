@@ -1,18 +1,24 @@
-"""Progress across rounds: verified files, consecutive-failure bound, Retry-After, combined failures."""
+"""verification.rounds: progress across rounds (verified files, consecutive-failure bound, Retry-After,
+combined failures) and the error kinds of trigger events."""
 
 from __future__ import annotations
 
 import pytest
 
-from airflow_capillary._verify import Verdict, expected_files
 from airflow_capillary.exceptions import (
+    CapillaryAuthError,
+    CapillaryConfigError,
     CapillaryError,
+    CapillaryIntegrityError,
+    CapillaryInvalidInputError,
+    CapillaryRequestRejectedError,
     CapillarySecureUrlExpiredError,
     CapillaryServiceUnavailableError,
     CapillaryVerificationError,
 )
-from airflow_capillary.triggers._state import Failure, VerificationState
-from tests.sensors.records import make_record
+from airflow_capillary.verification.rounds import ERROR_KINDS, Failure, VerificationState, kind_of
+from airflow_capillary.verification.rules import Verdict, expected_files
+from tests.verification.records import make_record
 
 RECORDS = [make_record("a.png"), make_record("b.png"), make_record("c.png")]
 A, B, C = expected_files(RECORDS, "size")
@@ -24,24 +30,23 @@ def busy(retry_after: float | None = None) -> Verdict:
     return Verdict("wait", "'x': HTTP 503; waiting", status_code=503, retry_after=retry_after, transient=True)
 
 
-def test_only_pending_files_are_left_and_records_keep_input_order():
-    state = VerificationState([A, B, C], max_consecutive_failures=3)
+def test_only_pending_files_are_left_in_input_order():
+    state = VerificationState([A, B, C], "size", max_consecutive_failures=3)
     assert state.apply([(C, DONE), (A, NOT_FOUND), (B, DONE)]) == [NOT_FOUND.message]
     assert state.pending == [A]
     assert not state.done
     state.apply([(A, DONE)])
     assert state.done
     assert state.failure is None
-    assert state.records(RECORDS) == RECORDS
 
 
 def test_verified_before_deferring_are_not_pending():
-    state = VerificationState([A, B, C], None, verified=[0, 2])
+    state = VerificationState([A, B, C], "size", None, verified=[0, 2])
     assert state.pending == [B]
 
 
 def test_transient_failures_are_bounded_per_file_and_a_404_resets_the_count():
-    state = VerificationState([A], max_consecutive_failures=3)
+    state = VerificationState([A], "size", max_consecutive_failures=3)
     for verdict in (busy(), busy(), NOT_FOUND, busy(), busy()):
         state.apply([(A, verdict)])
         assert state.failure is None
@@ -58,14 +63,14 @@ def test_transient_failures_are_bounded_per_file_and_a_404_resets_the_count():
 
 
 def test_no_bound_when_max_consecutive_failures_is_none():
-    state = VerificationState([A], max_consecutive_failures=None)
+    state = VerificationState([A], "size", max_consecutive_failures=None)
     for _ in range(50):
         state.apply([(A, busy())])
     assert state.failure is None
 
 
 def test_retry_after_is_the_longest_of_the_round_and_resets_each_round():
-    state = VerificationState([A, B, C], None)
+    state = VerificationState([A, B, C], "size", None)
     state.apply([(A, busy(3.0)), (B, busy(9.0)), (C, busy())])
     assert state.retry_after == 9.0
     assert state.next_wait(5.0) == 9.0
@@ -77,7 +82,7 @@ def test_retry_after_is_the_longest_of_the_round_and_resets_each_round():
 
 
 def test_failures_of_one_round_are_combined_and_the_first_sets_the_type():
-    state = VerificationState([A, B, C], None)
+    state = VerificationState([A, B, C], "size", None)
     expired = Verdict("fail", "'b.png': refused; re-run", kind="expired", status_code=403)
     mismatch = Verdict("fail", "'c.png': 0 bytes", kind="verification", status_code=206)
     state.apply([(C, mismatch), (A, DONE), (B, expired)])
@@ -92,7 +97,7 @@ def test_failures_of_one_round_are_combined_and_the_first_sets_the_type():
 
 def test_a_long_list_of_failures_is_cut_in_the_message():
     files = expected_files([make_record(f"f{i}.png") for i in range(9)], "size")
-    state = VerificationState(files, None)
+    state = VerificationState(files, "size", None)
     state.apply([(f, Verdict("fail", f"{f.name} bad", kind="verification")) for f in files])
     assert state.failure is not None
     assert state.failure.message == (
@@ -129,3 +134,60 @@ def test_failure_to_exception_and_event(kind, cls):
         "namespace": "rewards",
         "status_code": 403,
     }
+
+
+def test_error_kinds_are_the_documented_exceptions():
+    assert {
+        "expired": CapillarySecureUrlExpiredError,
+        "verification": CapillaryVerificationError,
+        "unavailable": CapillaryServiceUnavailableError,
+        "rejected": CapillaryRequestRejectedError,
+        "invalid": CapillaryInvalidInputError,
+        "config": CapillaryConfigError,
+        "internal": CapillaryError,
+    } == ERROR_KINDS
+
+
+def test_no_error_kind_is_shadowed_by_an_earlier_one():
+    """kind_of takes the first match: a base listed before its subclass would swallow it."""
+    classes = list(ERROR_KINDS.values())
+    for position, cls in enumerate(classes):
+        assert not [earlier for earlier in classes[:position] if issubclass(cls, earlier)]
+
+
+class RenewedUrlExpired(CapillarySecureUrlExpiredError):
+    """A subclass, as a caller or a later version might raise."""
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        *((cls("x"), kind) for kind, cls in ERROR_KINDS.items()),
+        (RenewedUrlExpired("x"), "expired"),
+        (CapillaryIntegrityError("x"), "internal"),
+        (CapillaryAuthError("x"), "internal"),
+    ],
+    ids=[*ERROR_KINDS, "subclass-of-expired", "integrity", "auth"],
+)
+def test_kind_of_maps_by_isinstance(exc, kind):
+    assert kind_of(exc) == kind
+    failure = Failure.from_exception(exc)
+    assert (failure.kind, type(failure.to_exception())) == (kind, ERROR_KINDS[kind])
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"status": "error", "kind": "nope", "message": "x"},
+        {"status": "error", "kind": "expired"},
+        {"status": "error", "kind": "expired", "message": 3},
+    ],
+    ids=["unknown-kind", "no-message", "message-not-text"],
+)
+def test_failure_from_event_refuses_what_to_event_never_writes(event):
+    assert Failure.from_event(event) is None
+
+
+def test_failure_round_trips_through_its_event():
+    failure = Failure("expired", "boom", "a.png", "rewards", 403)
+    assert Failure.from_event(failure.to_event()) == failure

@@ -1,30 +1,25 @@
-"""A scripted fake of the storage behind secure URLs, plugged into the sensor's or trigger's httpx client."""
+"""A scripted fake of the storage behind secure URLs, plugged into the verification rounds' httpx client."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import ModuleType
 
 import httpx
 import pytest
 
-from airflow_capillary.triggers.file_service import httpx_client_kwargs
+from airflow_capillary.verification import rounds
 
 
 class Storage:
     """Scripted answers per URL path, through httpx.MockTransport; records every request."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.scripts: dict[str, Iterator[httpx.Response | Exception]] = {}
         self.requests: list[httpx.Request] = []
         transport = httpx.MockTransport(self.handle)
+        client_kwargs = rounds.client_kwargs
         monkeypatch.setattr(
-            module,
-            "httpx_client_kwargs",
-            lambda options, asynchronous: {
-                **httpx_client_kwargs(options, asynchronous=asynchronous),
-                "transport": transport,
-            },
+            rounds, "client_kwargs", lambda settings: {**client_kwargs(settings), "transport": transport}
         )
 
     def script(self, name: str, *answers: httpx.Response | Exception, repeat_last: bool = False) -> None:

@@ -1,0 +1,18 @@
+"""Verification that uploaded files are served intact, shared by the sensor and the trigger.
+
+:class:`~airflow_capillary.sensors.file_service.CapillaryFileSensor` and
+:class:`~airflow_capillary.triggers.file_service.CapillaryFileTrigger` are Airflow glue over
+this package; one check of a file reads, in order:
+
+* :mod:`~airflow_capillary.verification.rounds`: the progress of a verification and one round of
+  requests (which files are pending, the request with its redirects, the bounded read, the
+  deadline, consecutive failures);
+* :mod:`~airflow_capillary.verification.rules`: what a record promises and what one answer of the
+  storage means (no I/O);
+* :mod:`~airflow_capillary.verification.origins`: which origins may be fetched (also applied by
+  the hook to the secure URL of an upload answer).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
