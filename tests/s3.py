@@ -35,7 +35,7 @@ __all__ = ["AWS_CONN_ID", "MotoS3Server", "S3Bucket", "moto_s3", "s3_bucket"]
 AWS_CONN_ID = "aws_moto"
 #: moto accepts any credentials; these only have to look like keys.
 _ACCESS_KEY = "testing-access-key"
-_SECRET_KEY = "testing-secret-key"  # noqa: S105 - moto's dummy credential, not a secret
+_SECRET_KEY = "testing-secret-key"  # moto's dummy credential
 _REGION = "us-east-1"
 
 
