@@ -1,106 +1,53 @@
-"""Resolution of a ``capillary`` connection into one typed, validated configuration.
+"""Resolution of a ``capillary`` connection and the task's arguments into one typed configuration.
 
-Every setting is resolved here and nowhere else, in this order:
-
-1. the hook argument (``CapillaryFileHook(timeout=...)`` or ``**overrides``),
-2. the connection extra of the same name,
-3. the default in :data:`DEFAULTS`.
-
-Extras of the URI form of ``AIRFLOW_CONN_*`` arrive as strings and are coerced here
-(``"true"``/``"1"``/``"yes"``, numbers, JSON for dicts and pairs). A value that cannot be
-coerced raises :class:`~airflow_capillary.exceptions.CapillaryConfigError` naming the
-connection id and the field.
+The settings, their defaults and where each is given are the table of
+:mod:`airflow_capillary.settings`. Each resolves here and nowhere else: the hook argument (task
+settings, and ``namespace``, ``timeout``, ``rate_limit_per_minute``), else the connection extra
+(connection settings), else the table's default. Task policy set as an extra is refused with a
+message that says where it went; so is a fact of the connection given as a hook argument.
+URI extras arrive as strings and are coerced here (``"true"``/``"1"``/``"yes"``, numbers, JSON).
+An error names the connection id and the field, and never echoes a credential.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
-import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from airflow_capillary._validation import validate_namespace
-from airflow_capillary.exceptions import CapillaryConfigError, CapillaryInvalidInputError
+from airflow_capillary import settings as table
+from airflow_capillary.exceptions import CapillaryConfigError
+from airflow_capillary.hooks._coerce import Invalid, coerce, without_userinfo
+from airflow_capillary.settings import Setting
 
-#: Default of every setting that has one (``None``: no default, i.e. unset).
-DEFAULTS: dict[str, Any] = {
-    "auth_type": "basic",
-    "password_is_md5": False,
-    "token_url": None,
-    "token_header": "X-CAP-API-OAUTH-TOKEN",
-    "namespace": "rewards",
-    "timeout": 60.0,
-    "verify": True,
-    "proxies": {},
-    "headers": {},
-    "server_timezone": "Asia/Kolkata",
-    "upload_encoding": "multipart",
-    "file_field": "file",
-    "max_retries": 5,
-    "retry_min_wait": 1.0,
-    "retry_max_wait": 30.0,
-    "retry_after_max": 120.0,
-    "retry_on_500": False,
-    "retry_integrity_errors": True,
-    "max_file_size": None,
-    "check_content": True,
-    "allow_empty": False,
-    "max_connections": 16,
-    "test_path": None,
-}
+__all__ = ["DEFAULTS", "SETTINGS", "CapillaryConnectionConfig"]
 
-#: Other accepted names of some extras. The connection form uses these, because Airflow's UI
-#: masks the value of any extra whose name contains a sensitive word ("password", "token").
-ALIASES: dict[str, str] = {
-    "md5_prehashed": "password_is_md5",
-    "oauth_url": "token_url",
-    "oauth_access_header": "token_header",
-}
+#: Default of every setting, by attribute name (``None``: unset). Taken from the table.
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in table.TABLE}
 
-#: Settings that a hook argument or a connection extra may set (with their aliases).
-SETTINGS = frozenset(DEFAULTS) | frozenset(ALIASES)
-
-_TRUE = frozenset({"true", "1", "yes", "y", "on"})
-_FALSE = frozenset({"false", "0", "no", "n", "off"})
-_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: The names a hook argument may set (``CapillaryFileHook(**overrides)``).
+SETTINGS: frozenset[str] = table.HOOK_ARGUMENTS
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class CapillaryConnectionConfig:
-    """Everything the hook needs from a ``capillary`` connection, typed and validated.
+    """Everything the hook needs from a ``capillary`` connection and its task, typed and validated.
+
+    Besides the four below, the attributes are the settings of :data:`airflow_capillary.settings.TABLE`
+    (whose ``help`` says what each means); three are set by extras of other names, because
+    Airflow's UI masks extras whose names hold a sensitive word: ``md5_prehashed`` sets
+    ``password_is_md5``, ``oauth_url`` sets ``token_url`` and ``oauth_access_header`` sets
+    ``token_header``. ``timeout`` is a ``(connect, read)`` pair and ``storage_hosts`` a tuple of
+    ``scheme://host[:port]`` (``host`` may start with ``*.``: any subdomain; no port: the scheme's
+    default). ``repr`` shows neither the password, nor the static headers, nor the credentials
+    of a proxy URL.
 
     :param conn_id: the Airflow connection id.
     :param base_url: scheme, host and port (and path prefix, if any) with no trailing slash.
-    :param auth_type: ``basic`` or ``oauth``.
     :param login: till username (basic) or OAuth client key.
     :param password: plain password, its MD5 hex (``password_is_md5``), or the client secret.
-    :param password_is_md5: basic only: ``password`` already holds ``md5(password)`` in hex.
-    :param token_url: OAuth token endpoint.
-    :param token_header: header carrying the OAuth access token.
-    :param namespace: default file-service namespace.
-    :param timeout: ``(connect, read)`` timeout in seconds.
-    :param verify: ``True``/``False`` or the path of a CA bundle.
-    :param proxies: requests-style proxies (``{"https": "http://proxy:3128"}``).
-    :param headers: static headers sent with every request.
-    :param server_timezone: IANA zone in which the service writes ``last_modified``.
-    :param upload_encoding: ``multipart`` or ``raw``.
-    :param file_field: name of the multipart part that carries the file.
-    :param max_retries: retries after the first attempt.
-    :param retry_min_wait: first backoff wait in seconds (doubles each retry, plus jitter).
-    :param retry_max_wait: longest backoff wait in seconds.
-    :param retry_after_max: cap on an honoured ``Retry-After`` in seconds.
-    :param retry_on_500: retry HTTP 500 as well as 429/502/503/504.
-    :param retry_integrity_errors: re-upload when the answer fails the integrity checks
-        (each re-upload creates a new version in Capillary).
-    :param max_file_size: largest file accepted in bytes, or ``None``.
-    :param check_content: the magic bytes must agree with the file extension.
-    :param allow_empty: accept 0-byte files.
-    :param max_connections: size of the HTTP connection pool.
-    :param test_path: path probed by ``test_connection`` (default: the namespace URL).
     """
 
     conn_id: str
@@ -113,23 +60,25 @@ class CapillaryConnectionConfig:
     token_header: str
     namespace: str
     timeout: tuple[float, float]
+    rate_limit_per_minute: float | None
     verify: bool | str
     proxies: dict[str, str]
     headers: dict[str, str] = dataclasses.field(repr=False)
+    storage_hosts: tuple[str, ...]
     server_timezone: str
     upload_encoding: Literal["multipart", "raw"]
     file_field: str
+    test_path: str | None
     max_retries: int
     retry_min_wait: float
     retry_max_wait: float
     retry_after_max: float
     retry_on_500: bool
     retry_integrity_errors: bool
-    max_file_size: int | None
     check_content: bool
     allow_empty: bool
+    max_file_size: int | None
     max_connections: int
-    test_path: str | None
 
     @classmethod
     def resolve(
@@ -155,57 +104,47 @@ class CapillaryConnectionConfig:
         :param extra: connection extras (``extra_dejson``).
         :param overrides: hook arguments; ``None`` values mean "not given".
         :return: the configuration.
-        :raises CapillaryConfigError: a value is missing or wrong (names conn id and field).
+        :raises CapillaryConfigError: a value is missing, wrong or given in the wrong place
+            (names the connection id and the field).
         """
-        given = {ALIASES.get(k, k): v for k, v in (overrides or {}).items() if v is not None}
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
         r = _Resolver(conn_id, extra or {}, given)
-        base_url = _base_url(r, host, schema, port)
-        auth_type = r.choice("auth_type", ("basic", "oauth"))
+        r.refuse_misplaced()
+        try:
+            base_url = _base_url(host, schema, port)
+        except Invalid as exc:
+            raise r.error("host", str(exc)) from None
+        values = {s.name: r.value(s) for s in table.TABLE}
+        auth_type = values["auth_type"]
         who = "till username" if auth_type == "basic" else "OAuth client key"
         secret = "password" if auth_type == "basic" else "OAuth client secret"
         if not login:
             raise r.error("login", f"is empty: auth_type {auth_type} needs the {who}")
         if not password:
             raise r.error("password", f"is empty: auth_type {auth_type} needs the {secret}")
-        password_is_md5 = r.boolean("password_is_md5")
-        if auth_type == "basic" and password_is_md5 and not re.fullmatch(r"[0-9a-fA-F]{32}", password):
-            raise r.error("password", "is not a 32-character MD5 hex digest although password_is_md5 is set")
-        token_url = r.string("token_url") or f"{base_url}/v3/oauth/token/generate"
-        if urlsplit(token_url).scheme not in ("http", "https") or not urlsplit(token_url).netloc:
-            raise r.error("token_url", "must be an http:// or https:// URL")
-        max_wait = r.number("retry_max_wait", minimum=0.0)
-        min_wait = r.number("retry_min_wait", minimum=0.0)
-        if min_wait > max_wait:
-            raise r.error("retry_min_wait", f"({min_wait}) is larger than retry_max_wait ({max_wait})")
-        return cls(
-            conn_id=conn_id,
-            base_url=base_url,
-            auth_type=auth_type,  # type: ignore[arg-type]
-            login=login,
-            password=password,
-            password_is_md5=password_is_md5,
-            token_url=token_url.rstrip("/"),
-            token_header=r.string("token_header", pattern=_HEADER_NAME_RE, what="an HTTP header name"),
-            namespace=r.convert("namespace", validate_namespace),
-            timeout=_timeout(r),
-            verify=_verify(r),
-            proxies=r.str_dict("proxies"),
-            headers=r.str_dict("headers"),
-            server_timezone=r.convert("server_timezone", _zone),
-            upload_encoding=r.choice("upload_encoding", ("multipart", "raw")),  # type: ignore[arg-type]
-            file_field=r.string("file_field", pattern=re.compile(r"[^\"\\\r\n]+"), what="a form field name"),
-            max_retries=r.integer("max_retries", minimum=0),
-            retry_min_wait=min_wait,
-            retry_max_wait=max_wait,
-            retry_after_max=r.number("retry_after_max", minimum=0.0),
-            retry_on_500=r.boolean("retry_on_500"),
-            retry_integrity_errors=r.boolean("retry_integrity_errors"),
-            max_file_size=r.integer("max_file_size", minimum=1, optional=True),
-            check_content=r.boolean("check_content"),
-            allow_empty=r.boolean("allow_empty"),
-            max_connections=r.integer("max_connections", minimum=1),
-            test_path=r.string("test_path", pattern=re.compile(r"/\S*"), what="a path starting with '/'"),
-        )
+        if (
+            auth_type == "basic"
+            and values["password_is_md5"]
+            and not re.fullmatch(r"[0-9a-fA-F]{32}", password)
+        ):
+            raise r.error("password", "is not a 32-character MD5 hex digest although md5_prehashed is set")
+        if values["retry_min_wait"] > values["retry_max_wait"]:
+            raise r.error(
+                "retry_min_wait",
+                f"({values['retry_min_wait']}) is larger than retry_max_wait ({values['retry_max_wait']})",
+            )
+        values["token_url"] = (values["token_url"] or f"{base_url}/v3/oauth/token/generate").rstrip("/")
+        return cls(conn_id=conn_id, base_url=base_url, login=login, password=password, **values)
+
+    def __repr__(self) -> str:
+        shown = []
+        for field in dataclasses.fields(self):
+            if field.repr:
+                value = getattr(self, field.name)
+                if field.name == "proxies":
+                    value = {scheme: without_userinfo(url) for scheme, url in value.items()}
+                shown.append(f"{field.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     def url(self, path: str) -> str:
         """Return ``base_url`` joined with ``path`` (which starts with ``/``).
@@ -227,158 +166,69 @@ class _Resolver:
     def error(self, field: str, problem: str) -> CapillaryConfigError:
         return CapillaryConfigError(f"connection {self.conn_id!r}: {field} {problem}", conn_id=self.conn_id)
 
-    def raw(self, field: str) -> Any:
-        if field in self.overrides:
-            return self.overrides[field]
-        names = [field, *(alias for alias, canonical in ALIASES.items() if canonical == field)]
-        given = {name: self.extra[name] for name in names if _is_set(self.extra.get(name))}
-        if len(given) > 1 and len({json.dumps(v, sort_keys=True, default=str) for v in given.values()}) > 1:
-            raise self.error(field, f"is given twice with different values (as {' and '.join(given)})")
-        value = next(iter(given.values()), None)
-        if value is None:
-            return DEFAULTS[field]
-        return value
-
-    def convert(self, field: str, func: Callable[[Any], Any]) -> Any:
-        value = self.raw(field)
-        try:
-            return func(value)
-        except (CapillaryInvalidInputError, ValueError, TypeError) as exc:
-            raise self.error(field, f"is invalid: {exc}") from None
-
-    def boolean(self, field: str) -> bool:
-        value = self.raw(field)
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise self.error(field, f"must be true or false, got {value!r}")
-
-    def number(self, field: str, *, minimum: float, exclusive: bool = False) -> float:
-        value = self.raw(field)
-        number = _as_number(value)
-        if number is None or number < minimum or (exclusive and number == minimum):
-            bound = f"> {minimum:g}" if exclusive else f">= {minimum:g}"
-            raise self.error(field, f"must be a number {bound}, got {value!r}")
-        return number
-
-    def integer(self, field: str, *, minimum: int, optional: bool = False) -> Any:
-        value = self.raw(field)
-        if value is None and optional:
-            return None
-        number = _as_number(value)
-        if number is None or number != int(number) or number < minimum:
-            raise self.error(field, f"must be an integer >= {minimum}, got {value!r}")
-        return int(number)
-
-    def string(self, field: str, *, pattern: re.Pattern[str] | None = None, what: str = "") -> Any:
-        value = self.raw(field)
-        if value is None:
-            return None
-        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
-            raise self.error(field, f"must be {what or 'a string'}, got {value!r}")
-        return value
-
-    def choice(self, field: str, choices: tuple[str, ...]) -> str:
-        value = self.raw(field)
-        if isinstance(value, str) and value.strip().lower() in choices:
-            return value.strip().lower()
-        raise self.error(field, f"must be one of {', '.join(choices)}, got {value!r}")
-
-    def str_dict(self, field: str) -> dict[str, str]:
-        value = self.raw(field)
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise self.error(
-                    field, "must be a JSON object of strings, got text that is not JSON"
-                ) from None
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            # Values may be credentials: show only the shape, never the content.
-            raise self.error(
-                field, f"must be an object of string keys and string values, got {type(value).__name__}"
+    def refuse_misplaced(self) -> None:
+        """Refuse task policy set as an extra, old extra names, and connection facts as arguments."""
+        problems = []
+        for s in table.TABLE:
+            if s.scope == "task" and _is_set(self.extra.get(s.name)):
+                problems.append(f"extra {s.name!r} moved to the task: {table.moved_hint(s)}")
+            if s.extra is not None and _is_set(self.extra.get(s.name)):
+                problems.append(
+                    f"extra {s.name!r} is named {s.extra!r} (Airflow's UI would mask the value of {s.name!r})"
+                )
+            if s.scope == "connection" and {s.name, s.extra_name} & set(self.overrides):
+                problems.append(
+                    f"{s.extra_name} is a fact of the connection, not a hook argument: "
+                    f"set the extra {s.extra_name!r} of the connection"
+                )
+        unknown = sorted(set(self.overrides) - {n for s in table.TABLE for n in (s.name, s.extra_name)})
+        if unknown:
+            problems.append(
+                f"unknown hook argument(s) {', '.join(unknown)}; known: {', '.join(sorted(SETTINGS))}"
             )
-        return dict(value)
+        if problems:
+            raise CapillaryConfigError(
+                f"connection {self.conn_id!r}: {'; '.join(problems)}", conn_id=self.conn_id
+            )
+
+    def value(self, s: Setting) -> Any:
+        if s.scope != "connection" and s.name in self.overrides:
+            given = self.overrides[s.name]
+        elif s.scope != "task" and _is_set(self.extra.get(s.extra_name)):
+            given = self.extra[s.extra_name]
+        else:
+            given = s.default
+        if given is None:
+            return None
+        try:
+            return coerce(given, s)
+        except Invalid as exc:
+            raise self.error(s.extra_name, str(exc)) from None
 
 
 def _is_set(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
 
 
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if number == number and number not in (float("inf"), float("-inf")) else None
-
-
-def _base_url(r: _Resolver, host: str | None, schema: str | None, port: int | None) -> str:
+def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
     if not host or not host.strip():
-        raise r.error("host", "is empty: set it to the cluster URL, e.g. https://eucrm.cc.capillarytech.com")
+        raise Invalid("is empty: set it to the cluster URL, e.g. https://eucrm.cc.capillarytech.com")
     host = host.strip().rstrip("/")
     if "://" not in host:
         scheme = schema.lower() if schema and schema.lower() in ("http", "https") else "https"
         host = f"{scheme}://{host}"
+    # No message echoes the parser's error or the host unredacted: a password holding "/" makes
+    # its tail the "port" ("Port could not be cast to integer value as 's3cret'").
     try:
         parts = urlsplit(host)
-        has_port = parts.port is not None
-    except ValueError as exc:
-        raise r.error("host", f"is not a valid URL: {exc}") from None
+    except ValueError:
+        raise Invalid("is not a valid URL (broken [ ] around an IPv6 address)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise r.error("host", f"must be an http:// or https:// URL, got {host!r}")
-    if parts.query or parts.fragment or parts.username:
-        raise r.error("host", "must not carry credentials, a query or a fragment")
-    if port and not has_port:
-        host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
-    return host
-
-
-def _timeout(r: _Resolver) -> tuple[float, float]:
-    value = r.raw("timeout")
-    if isinstance(value, str) and value.strip().startswith("["):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = None
-    pair = list(value) if isinstance(value, (list, tuple)) else [value, value]
-    numbers = [_as_number(v) for v in pair]
-    if len(numbers) != 2 or any(n is None or n <= 0 for n in numbers):
-        raise r.error("timeout", f"must be a number > 0 or a [connect, read] pair of them, got {value!r}")
-    return (numbers[0], numbers[1])  # type: ignore[return-value]
-
-
-def _verify(r: _Resolver) -> bool | str:
-    value = r.raw("verify")
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE | _FALSE:
-            return lowered in _TRUE
-        if not os.path.exists(value):
-            raise r.error("verify", f"is neither true/false nor an existing CA bundle path: {value!r}")
-        return value
-    raise r.error("verify", f"must be true, false or a CA bundle path, got {value!r}")
-
-
-def _zone(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an IANA time zone name")
+        raise Invalid(f"must be an http:// or https:// URL, got {without_userinfo(host)!r}")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise Invalid("must not carry credentials, a query or a fragment")
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone name") from None
-    return value
+        has_port = parts.port is not None
+    except ValueError:
+        raise Invalid("is not a valid URL (its port is not a number from 0 to 65535)") from None
+    return f"{parts.scheme}://{parts.netloc}:{port}{parts.path}" if port and not has_port else host

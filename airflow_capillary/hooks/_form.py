@@ -22,42 +22,35 @@ def _connection_type() -> dict[str, Any]:
 def connection_form_widgets() -> dict[str, Any]:
     """Return wtforms fields for every ``conn-fields`` entry (Airflow 3.1's connection form).
 
-    :return: field name -> wtforms field (boolean, integer, or text for everything else).
+    Booleans become check boxes; everything else is a text field whose value the config coerces
+    (numbers, JSON objects, and lists as JSON or comma-separated text).
+
+    :return: field name -> wtforms field.
     """
     from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
     from flask_babel import lazy_gettext
-    from wtforms import BooleanField, IntegerField, StringField
+    from wtforms import BooleanField, StringField
     from wtforms.validators import Optional, any_of
 
     widgets: dict[str, Any] = {}
     for name, spec in _connection_type()["conn-fields"].items():
         schema = spec.get("schema", {})
-        types = schema.get("type", ["string"])
         label = lazy_gettext(spec.get("label", name))
         description = spec.get("description", "")
         default = schema.get("default")
+        if "boolean" in schema.get("type", ["string"]):
+            widgets[name] = BooleanField(label, description=description, default=bool(default))
+            continue
         validators: list[Any] = [Optional()]
         if "enum" in schema:
             validators.append(any_of(schema["enum"]))
-        if "boolean" in types:
-            widgets[name] = BooleanField(label, description=description, default=bool(default))
-        elif "integer" in types:
-            widgets[name] = IntegerField(
-                label,
-                validators=validators,
-                description=description,
-                default=default,
-                widget=BS3TextFieldWidget(),
-            )
-        else:
-            text_default = default if default is None or isinstance(default, str) else str(default)
-            widgets[name] = StringField(
-                label,
-                validators=validators,
-                description=description,
-                default=text_default,
-                widget=BS3TextFieldWidget(),
-            )
+        widgets[name] = StringField(
+            label,
+            validators=validators,
+            description=description,
+            default=default if default is None or isinstance(default, str) else str(default),
+            widget=BS3TextFieldWidget(),
+        )
     return widgets
 
 

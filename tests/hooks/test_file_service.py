@@ -149,7 +149,7 @@ def test_placeholder_is_a_post_without_a_body(make_hook):
 
 def test_empty_file_when_allowed_is_sent_with_content_length_zero(make_hook):
     hook, rec = make_hook(
-        [Reply(json_body=upload_answer("e.png", 0))], upload_encoding="raw", allow_empty=True
+        [Reply(json_body=upload_answer("e.png", 0))], upload_encoding="raw", hook_kwargs={"allow_empty": True}
     )
     hook.upload_file(b"", file_name="e.png")
     assert rec.sent[0].headers["Content-Length"] == "0"
@@ -171,7 +171,7 @@ def test_oauth_upload_carries_the_token_header_only(make_hook):
 def test_oauth_custom_token_url_and_header(make_hook):
     token_url = "http://127.0.0.1:9/oauth"
     rec = Recorder([token_reply("tok-1")])
-    hook, rec = make_hook(recorder=rec, auth_type="oauth", oauth_url=token_url, token_header="X-Token")
+    hook, rec = make_hook(recorder=rec, auth_type="oauth", oauth_url=token_url, oauth_access_header="X-Token")
     hook.upload_file(PNG, file_name="test.png")
     assert rec.sent[0].url == token_url
     assert rec.sent[1].headers["X-Token"] == "tok-1"
@@ -273,20 +273,24 @@ def test_retry_after_http_date(make_hook):
 
 
 def test_retry_after_cap_is_configurable(make_hook):
-    hook, _ = make_hook([Reply(503, headers={"Retry-After": "600"}), echo_upload], retry_after_max=5)
+    hook, _ = make_hook(
+        [Reply(503, headers={"Retry-After": "600"}), echo_upload], hook_kwargs={"retry_after_max": 5}
+    )
     hook.upload_file(PNG, file_name="test.png")
     assert hook.sleeps == [5.0]
 
 
 def test_backoff_without_retry_after_grows(make_hook):
-    hook, _ = make_hook([Reply(502)] * 4 + [echo_upload], retry_min_wait=1, retry_max_wait=5)
+    hook, _ = make_hook(
+        [Reply(502)] * 4 + [echo_upload], hook_kwargs={"retry_min_wait": 1, "retry_max_wait": 5}
+    )
     hook.upload_file(PNG, file_name="test.png")
     assert [int(s) for s in hook.sleeps] == [1, 2, 4, 5]
 
 
 def test_gives_up_after_max_retries(make_hook):
     answer = {"message": "overloaded", "secureFilePath": "https://x/?X-Amz-Signature=abcdef123"}
-    hook, rec = make_hook([Reply(503, answer)] * 3, max_retries=2)
+    hook, rec = make_hook([Reply(503, answer)] * 3, hook_kwargs={"max_retries": 2})
     with pytest.raises(
         CapillaryServiceUnavailableError,
         match=f"^{WHAT_RE}: HTTP 503, Capillary said: overloaded \\(after 3 attempts\\)$",
@@ -305,7 +309,9 @@ def test_gives_up_after_max_retries(make_hook):
 
 
 def test_connection_errors_give_up_with_cannot_reach(make_hook):
-    hook, rec = make_hook([requests.exceptions.ReadTimeout("read timed out")] * 2, max_retries=1)
+    hook, rec = make_hook(
+        [requests.exceptions.ReadTimeout("read timed out")] * 2, hook_kwargs={"max_retries": 1}
+    )
     with pytest.raises(
         CapillaryServiceUnavailableError,
         match=f"^{WHAT_RE}: cannot reach 127.0.0.1:8443 \\(after 2 attempts\\): ReadTimeout: read timed out$",
@@ -325,7 +331,9 @@ def test_tls_failure_is_not_retried(make_hook):
 
 @pytest.mark.parametrize(("retry_on_500", "sent"), [(False, 1), (True, 2)], ids=["default", "opted-in"])
 def test_500_is_retried_only_when_configured(make_hook, retry_on_500, sent):
-    hook, rec = make_hook([Reply(500, {"message": "boom"}), echo_upload], retry_on_500=retry_on_500)
+    hook, rec = make_hook(
+        [Reply(500, {"message": "boom"}), echo_upload], hook_kwargs={"retry_on_500": retry_on_500}
+    )
     if retry_on_500:
         hook.upload_file(PNG, file_name="test.png")
     else:
@@ -443,7 +451,7 @@ def test_integrity_failures_are_re_uploaded(make_hook, reply, problem):
 
 @pytest.mark.parametrize(("reply", "problem"), INTEGRITY, ids=[*INTEGRITY_IDS, "201-empty"])
 def test_integrity_failures_raise_when_not_retried(make_hook, reply, problem):
-    hook, rec = make_hook([reply], retry_integrity_errors=False)
+    hook, rec = make_hook([reply], hook_kwargs={"retry_integrity_errors": False})
     with pytest.raises(CapillaryIntegrityError, match=f"^{WHAT_RE}: {problem}") as info:
         hook.upload_file(PNG, file_name="test.png")
     assert (info.value.status_code, info.value.namespace) == (reply.status, "rewards")
@@ -451,7 +459,7 @@ def test_integrity_failures_raise_when_not_retried(make_hook, reply, problem):
 
 
 def test_integrity_failure_after_every_retry(make_hook):
-    hook, rec = make_hook([Reply(json_body=upload_answer(size=0))] * 2, max_retries=1)
+    hook, rec = make_hook([Reply(json_body=upload_answer(size=0))] * 2, hook_kwargs={"max_retries": 1})
     with pytest.raises(
         CapillaryIntegrityError, match=r"stored 0 bytes but 51 were sent .*\(after 2 attempts\)$"
     ):
@@ -466,7 +474,9 @@ def test_answer_before_the_body_was_read_is_an_integrity_error(make_hook):
             self.sent.append(None)  # type: ignore[arg-type]
             return Reply(json_body=upload_answer()).build(request)
 
-    hook, _ = make_hook(recorder=EarlyAnswer(), upload_encoding="raw", retry_integrity_errors=False)
+    hook, _ = make_hook(
+        recorder=EarlyAnswer(), upload_encoding="raw", hook_kwargs={"retry_integrity_errors": False}
+    )
     with pytest.raises(CapillaryIntegrityError, match="Capillary answered after reading 10 of 51 bytes"):
         hook.upload_file(PNG, file_name="test.png")
 
@@ -481,7 +491,7 @@ def invalid(hook: CapillaryFileHook, source, **kwargs) -> str:
 
 
 def test_invalid_inputs_send_nothing_and_name_file_namespace_and_connection(make_hook, tmp_path: Path):
-    hook, rec = make_hook(max_file_size=100)
+    hook, rec = make_hook(hook_kwargs={"max_file_size": 100})
     ids = "namespace 'rewards', connection 'capillary_default')"
     assert invalid(hook, tmp_path / "missing.png").startswith(
         f"file '{tmp_path}/missing.png' does not exist (file"
@@ -509,7 +519,7 @@ def test_invalid_inputs_send_nothing_and_name_file_namespace_and_connection(make
 
 
 def test_check_content_can_be_turned_off(make_hook):
-    hook, rec = make_hook(check_content=False)
+    hook, rec = make_hook(hook_kwargs={"check_content": False})
     hook.upload_file(PNG, file_name="really.jpg")
     assert file_part(rec.sent[0])[0].endswith(b"Content-Type: image/jpeg")
 
@@ -700,7 +710,7 @@ def test_session_is_shared_and_close_releases_it(make_hook):
 
 
 def test_pool_is_sized_to_max_connections(set_conn):
-    set_conn(max_connections=4)
-    adapter = CapillaryFileHook().session.get_adapter(BASE)
+    set_conn()
+    adapter = CapillaryFileHook(max_connections=4).session.get_adapter(BASE)
     assert adapter._pool_maxsize == 4  # type: ignore[attr-defined]
     assert adapter.max_retries.total == 0  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
+from airflow_capillary import settings
 from airflow_capillary.get_provider_info import get_provider_info
 from airflow_capillary.hooks.file_service import CapillaryFileHook
 
@@ -49,18 +50,9 @@ def test_connection_form_as_airflow_sees_it():
     assert all(w.hook_class_name.endswith("CapillaryFileHook") for w in mine.values())
 
 
-@pytest.mark.parametrize(
-    ("name", "kind"),
-    [
-        ("auth_type", "StringField"),
-        ("md5_prehashed", "BooleanField"),
-        ("max_retries", "IntegerField"),
-        ("timeout", "StringField"),
-        ("headers", "StringField"),
-    ],
-    ids=["enum", "boolean", "integer", "number", "object"],
-)
-def test_widget_kinds_with_stand_in_wtforms(monkeypatch, name, kind):
+@pytest.fixture
+def stand_in_wtforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """wtforms, flask_babel and flask_appbuilder stand-ins whose fields keep their arguments."""
     import sys
     import types
 
@@ -75,7 +67,7 @@ def test_widget_kinds_with_stand_in_wtforms(monkeypatch, name, kind):
             )
 
     fake: dict[str, dict[str, Any]] = {
-        "wtforms": {n: type(n, (Field,), {}) for n in ("BooleanField", "IntegerField", "StringField")},
+        "wtforms": {n: type(n, (Field,), {}) for n in ("BooleanField", "StringField")},
         "wtforms.validators": {"Optional": lambda: "optional", "any_of": lambda values: ("any_of", values)},
         "flask_babel": {"lazy_gettext": lambda text: text},
         "flask_appbuilder": {},
@@ -83,10 +75,52 @@ def test_widget_kinds_with_stand_in_wtforms(monkeypatch, name, kind):
     }
     for module, attrs in fake.items():
         monkeypatch.setitem(sys.modules, module, types.SimpleNamespace(**attrs))
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("auth_type", "StringField"),
+        ("md5_prehashed", "BooleanField"),
+        ("timeout", "StringField"),
+        ("rate_limit_per_minute", "StringField"),
+        ("headers", "StringField"),
+        ("storage_hosts", "StringField"),
+    ],
+    ids=["enum", "boolean", "number", "number-unset", "object", "array"],
+)
+def test_widget_kinds_with_stand_in_wtforms(stand_in_wtforms, name, kind):
     widget = CapillaryFileHook.get_connection_form_widgets()[name]
     assert widget.kind == kind
     assert widget.label == CONN_FIELDS[name]["label"]
     if name == "auth_type":
         assert (widget.default, widget.validators) == ("basic", ["optional", ("any_of", ["basic", "oauth"])])
     if name == "timeout":
-        assert widget.default == "60"
+        assert (widget.default, widget.validators) == ("60", ["optional"])
+    if name in ("rate_limit_per_minute", "headers", "storage_hosts"):
+        assert widget.default is None
+    if name == "md5_prehashed":
+        assert widget.default is False
+
+
+def test_airflow_3_1_form_is_the_tables_connection_settings(stand_in_wtforms):
+    """One widget per connection setting of airflow_capillary/settings.py: its label, help, default."""
+    widgets = CapillaryFileHook.get_connection_form_widgets()
+    connection = [s for s in settings.TABLE if s.scope != "task"]
+    assert list(widgets) == [s.extra_name for s in connection]
+    for s in connection:
+        widget = widgets[s.extra_name]
+        assert (widget.label, widget.description) == (s.label, s.help)
+        if s.kind == "boolean":
+            assert (widget.kind, widget.default) == ("BooleanField", s.default)
+        else:
+            if s.default in (None, {}, ()):
+                expected = None
+            elif isinstance(s.default, bool):
+                expected = str(s.default).lower()
+            elif isinstance(s.default, float):
+                expected = f"{s.default:g}"
+            else:
+                expected = s.default
+            assert (widget.kind, widget.default) == ("StringField", expected)
+    assert not {s.name for s in settings.TABLE if s.scope == "task"} & set(widgets)

@@ -51,11 +51,17 @@ def emulator(request: pytest.FixtureRequest) -> CapillaryEmulator:
 def hook_for(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CapillaryFileHook]:
     """Point ``capillary_default`` at an emulator (URI form) and return a hook on it."""
 
-    def _hook(emu: CapillaryEmulator, auth_type: str = "basic", **extras: Any) -> CapillaryFileHook:
+    def _hook(
+        emu: CapillaryEmulator,
+        auth_type: str = "basic",
+        *,
+        hook_kwargs: dict[str, Any] | None = None,
+        **extras: Any,
+    ) -> CapillaryFileHook:
         monkeypatch.setenv(
             "AIRFLOW_CONN_CAPILLARY_DEFAULT", emu.connection_uri(auth_type=auth_type, **extras)
         )
-        return CapillaryFileHook()
+        return CapillaryFileHook(**(hook_kwargs or {}))
 
     return _hook
 
@@ -150,7 +156,7 @@ FAULT_IDS = [
 @pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
 def test_each_fault_is_recovered(capillary_emulator, hook_for, fault):
     auth_type = "oauth" if fault.match == "token" or fault.status == 401 else "basic"
-    hook = hook_for(capillary_emulator, auth_type, **FAST)
+    hook = hook_for(capillary_emulator, auth_type, hook_kwargs=FAST)
     capillary_emulator.push_fault(fault)
     result = hook.upload_file(PNG, file_name="f.png")
     stored = latest(capillary_emulator, "f.png")
@@ -166,14 +172,14 @@ def test_each_fault_is_recovered(capillary_emulator, hook_for, fault):
 
 
 def test_read_timeout_after_the_service_stored_the_file_is_retried(capillary_emulator, hook_for):
-    hook = hook_for(capillary_emulator, timeout="[5, 0.3]", **FAST)
+    hook = hook_for(capillary_emulator, timeout="[5, 0.3]", hook_kwargs=FAST)
     capillary_emulator.push_fault(Fault(action="delay", delay=1.0))
     result = hook.upload_file(PNG, file_name="slow.png")
     assert result.version == 2  # the first attempt was stored too: a duplicate version, documented
 
 
 def test_500_is_not_retried_by_default(capillary_emulator, hook_for):
-    hook = hook_for(capillary_emulator, **FAST)
+    hook = hook_for(capillary_emulator, hook_kwargs=FAST)
     capillary_emulator.push_fault(Fault(status=500, headers={}))
     with pytest.raises(CapillaryServiceUnavailableError, match=r"HTTP 500") as info:
         hook.upload_file(PNG, file_name="x.png")
@@ -184,7 +190,7 @@ def test_500_is_not_retried_by_default(capillary_emulator, hook_for):
 
 
 def test_persistent_503_gives_up(capillary_emulator, hook_for):
-    hook = hook_for(capillary_emulator, max_retries=2, **FAST)
+    hook = hook_for(capillary_emulator, hook_kwargs={"max_retries": 2, **FAST})
     capillary_emulator.push_fault(Fault(status=503, times=None))
     with pytest.raises(CapillaryServiceUnavailableError, match=r"HTTP 503.*\(after 3 attempts\)$"):
         hook.upload_file(PNG, file_name="x.png")
