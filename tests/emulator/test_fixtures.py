@@ -46,9 +46,9 @@ def test_oauth_connection_forms(tmp_path) -> None:
 
     with CapillaryEmulator(data_dir=tmp_path, tls=True) as emu:
         uri = Connection(
-            conn_id="c", uri=emu.connection_uri(auth_type="oauth", namespace="catalog", max_retries=2)
+            conn_id="c", uri=emu.connection_uri(auth_type="oauth", namespace="catalog", timeout=2)
         )
-        as_json = json.loads(emu.connection_json(auth_type="oauth", namespace="catalog", max_retries=2))
+        as_json = json.loads(emu.connection_json(auth_type="oauth", namespace="catalog", timeout=2))
 
     assert (uri.host, uri.login, uri.password) == (emu.base_url, "demo-key", "demo-secret")
     # Airflow (3.1 and 3.3) decodes JSON-looking URI extras: "2" arrives as 2
@@ -56,14 +56,14 @@ def test_oauth_connection_forms(tmp_path) -> None:
         "auth_type": "oauth",
         "verify": emu.ca_cert_path,
         "namespace": "catalog",
-        "max_retries": 2,
+        "timeout": 2,
     }
     assert as_json == {
         "conn_type": "capillary",
         "host": emu.base_url,
         "login": "demo-key",
         "password": "demo-secret",
-        "extra": {"auth_type": "oauth", "verify": emu.ca_cert_path, "namespace": "catalog", "max_retries": 2},
+        "extra": {"auth_type": "oauth", "verify": emu.ca_cert_path, "namespace": "catalog", "timeout": 2},
     }
 
 

@@ -312,10 +312,10 @@ def test_connection_uri_module_function() -> None:
         auth_type="oauth",
         ca_cert_path="/ca.pem",
         headers={"X-A": "1"},
-        password_is_md5=False,
+        md5_prehashed=False,
     ) == (
         "capillary://k%40y:s%2Fcr%3At@https%3A%2F%2Flocalhost%3A1/?auth_type=oauth&verify=%2Fca.pem"
-        "&headers=%7B%22X-A%22%3A+%221%22%7D&password_is_md5=false"
+        "&headers=%7B%22X-A%22%3A+%221%22%7D&md5_prehashed=false"
     )
     with pytest.raises(ValueError, match="auth_type must be 'basic' or 'oauth', got 'digest'"):
         connection_uri("http://x", auth_type="digest")
