@@ -82,7 +82,8 @@ def make_hook(auth_type: str = "basic", **extra: Any) -> CapillaryFileHook:
         host=BASE_URL,
         login="demo-key" if auth_type == "oauth" else "demo",
         password="demo-secret" if auth_type == "oauth" else "demo-password",
-        extra={"auth_type": auth_type, "max_retries": 1, "retry_on_500": True, **extra},
+        extra={"auth_type": auth_type, **extra},
+        overrides={"max_retries": 1, "retry_on_500": True},
     )
     hook._sleep = lambda seconds: None
     return hook

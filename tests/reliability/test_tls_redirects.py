@@ -116,9 +116,9 @@ def test_self_signed_certificate_is_refused(
     tls_emulator.reset()
     # The emulator's URI names its CA: "true" means the default bundle, which does not hold it.
     extras = {"verify": "true" if verify == "default" else other_ca}
-    uri = tls_emulator.connection_uri(auth_type=auth_type, **FAST_RETRIES, **extras)
+    uri = tls_emulator.connection_uri(auth_type=auth_type, **extras)
     monkeypatch.setenv(CONN, uri)
-    hook = CapillaryFileHook()
+    hook = CapillaryFileHook(**FAST_RETRIES)
     assert hook.config.verify == (True if verify == "default" else other_ca)
     with pytest.raises(CapillaryServiceUnavailableError) as info:
         hook.upload_file(PNG, file_name="tls.png")
@@ -179,12 +179,10 @@ def test_redirect_to_another_origin_never_gets_the_credentials(
     location = _redirect_targets(http_emulator, recorder)[target]
     monkeypatch.setenv(
         CONN,
-        http_emulator.connection_uri(
-            auth_type=auth_type, headers=STATIC_HEADERS, max_retries=0, **FAST_RETRIES
-        ),
+        http_emulator.connection_uri(auth_type=auth_type, headers=STATIC_HEADERS),
     )
     http_emulator.push_fault(Fault(status=307, headers={"Location": location}, body=""))
-    hook = CapillaryFileHook()
+    hook = CapillaryFileHook(max_retries=0, **FAST_RETRIES)
     try:
         if body == "file":
             (tmp_path / "a.png").write_bytes(PNG)
