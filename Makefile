@@ -13,7 +13,7 @@ export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 # every Airflow process would otherwise compile all of Airflow from source at each start.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean system-deps dist
+.PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean system-deps dist mutation
 
 help:
 	@echo "make demo   - run the reward catalogue refresh end to end against the local emulator"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench  - run the benchmarks and rewrite BENCHMARKS.md"
 	@echo "make lock   - re-resolve the locked dependencies"
 	@echo "make dist   - build the wheels and sdists of the provider and the emulator into dist/, twine check"
+	@echo "make mutation - mutmut over the provider, incremental (MUTATION_FULL=1: from scratch); writes MUTATION.md"
 
 $(UV_BIN):
 	$(PYTHON) -m venv .tools
@@ -74,6 +75,11 @@ bench: venv
 
 dist: venv
 	$(PY) scripts/dist.py --outdir dist
+
+# Not part of make test. Keeps mutmut's per-function results in mutants/: a second run tests only
+# the mutants of changed functions plus the last survivors. One worker, niced: the machine is shared.
+mutation: venv
+	nice -n 15 $(PY) scripts/mutation_report.py run $(if $(MUTATION_FULL),--full)
 
 clean:
 	rm -rf $(VENV) $(VENV31) .tools .pytest_cache .mypy_cache .ruff_cache .demo
