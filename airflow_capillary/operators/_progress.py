@@ -59,6 +59,9 @@ class UploadProgress:
         final summary is still logged).
     :param log: where to log.
     :param clock: monotonic clock, injectable for tests.
+    :param unchanged: with a sync manifest, the number of files skipped as unchanged: the lines
+        then count new and changed uploads and the unchanged files ("12 uploaded (3 new,
+        9 changed), 4,988 unchanged"); ``None`` without a manifest.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class UploadProgress:
         interval: float,
         log: InfoLogger,
         clock: Callable[[], float] = time.monotonic,
+        unchanged: int | None = None,
     ) -> None:
         self.total_files = total_files
         self.total_bytes = total_bytes
@@ -78,20 +82,26 @@ class UploadProgress:
         self._lock = threading.Lock()
         self._started = clock()
         self._last_line = self._started
+        self.unchanged = unchanged
         self.done = 0
         self.failed = 0
         self.bytes_done = 0
+        #: Successful uploads by action (``new`` / ``changed``), with a manifest.
+        self.actions: dict[str, int] = {"new": 0, "changed": 0}
 
-    def advance(self, *, size: int, ok: bool) -> None:
+    def advance(self, *, size: int, ok: bool, action: str | None = None) -> None:
         """Record one finished file and log a progress line if the interval has passed.
 
         :param size: bytes of the file (counted only when it uploaded).
         :param ok: whether it uploaded.
+        :param action: ``new`` or ``changed``, with a manifest.
         """
         with self._lock:
             self.done += 1
             if ok:
                 self.bytes_done += size
+                if action is not None:
+                    self.actions[action] += 1
             else:
                 self.failed += 1
         self.tick()
@@ -105,6 +115,7 @@ class UploadProgress:
             self._last_line = now
             elapsed = max(now - self._started, 1e-9)
             done, failed, bytes_done = self.done, self.failed, self.bytes_done
+            new, changed = self.actions["new"], self.actions["changed"]
         rate = done / elapsed
         byte_rate = bytes_done / elapsed
         if bytes_done and self.total_bytes:
@@ -113,6 +124,18 @@ class UploadProgress:
             eta = format_duration((self.total_files - done) / rate)
         else:
             eta = "unknown"
+        if self.unchanged is not None:
+            self.log.info(
+                "Progress: %s/%s uploads (%s new, %s changed, %s failed), %s unchanged, %s of %s, "
+                "%.1f files/s, %s/s, ETA %s",
+                *(f"{n:,}" for n in (done, self.total_files, new, changed, failed, self.unchanged)),
+                format_bytes(bytes_done),
+                format_bytes(self.total_bytes),
+                rate,
+                format_bytes(byte_rate),
+                eta,
+            )
+            return
         self.log.info(
             "Progress: %d/%d files (%d failed), %s of %s, %.1f files/s, %s/s, ETA %s",
             done,
@@ -128,6 +151,18 @@ class UploadProgress:
     def summary(self) -> None:
         """Log the final summary line."""
         elapsed = max(self._clock() - self._started, 1e-9)
+        uploaded = self.done - self.failed
+        if self.unchanged is not None:
+            self.log.info(
+                "%s uploaded (%s new, %s changed), %s unchanged, %s failed; %s in %s, %.1f files/s, %s/s",
+                *(f"{n:,}" for n in (uploaded, self.actions["new"], self.actions["changed"], self.unchanged)),
+                f"{self.failed:,}",
+                format_bytes(self.bytes_done),
+                format_duration(elapsed),
+                uploaded / elapsed,
+                format_bytes(self.bytes_done / elapsed),
+            )
+            return
         self.log.info(
             "Uploaded %d of %d files (%s) in %s, %.1f files/s, %s/s; %d failed",
             self.done - self.failed,

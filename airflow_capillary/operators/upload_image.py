@@ -8,32 +8,30 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_capillary._redact import redact_text, redact_url
-from airflow_capillary.exceptions import (
-    CapillaryBatchError,
-    CapillaryConfigError,
-    CapillaryError,
-    CapillaryInvalidInputError,
-    FailedUpload,
-)
+from airflow_capillary._redact import redact_url
+from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
 from airflow_capillary.links import LINK_ATTRIBUTE, CapillaryImageLink
+from airflow_capillary.operators._arguments import as_bool, check_int, check_seconds
 from airflow_capillary.operators._expand import MAX_LISTED, SourceFile, assign_names, expand_source
 from airflow_capillary.operators._pool import BoundedPool, Outcome
 from airflow_capillary.operators._progress import UploadProgress
+from airflow_capillary.operators._report import asset_extra, batch_error, describe, list_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_capillary.hooks.file_service import CapillaryFileHook, PreparedUpload
     from airflow_capillary.models import UploadedFile
+    from airflow_capillary.operators._manifest import Action, Manifest
 
 __all__ = ["DEFAULT_MAX_WORKERS", "MAX_WORKERS_LIMIT", "UploadImageOperator"]
 
 #: Default and bounds of ``max_workers``.
 DEFAULT_MAX_WORKERS = 8
 MAX_WORKERS_LIMIT = 64
-#: How many failures an error message lists before summarising (all are on ``failures``).
-MAX_LISTED_FAILURES = 50
+#: Defaults of the manifest's checkpoint interval (uploads, seconds).
+DEFAULT_CHECKPOINT_UPLOADS = 100
+DEFAULT_CHECKPOINT_SECONDS = 30.0
 
 
 class UploadImageOperator(BaseOperator):
@@ -47,6 +45,11 @@ class UploadImageOperator(BaseOperator):
     attempted: the files that fail after the hook's retries are listed in one error, raised
     after the records of the files that did upload are pushed to XCom key ``uploaded``.
 
+    With a ``manifest``, the task syncs: it streams the sha256 of every source, uploads only the
+    files whose ``(namespace, name)`` entry has another sha256 or size (``new`` or ``changed``),
+    takes the record of the others (``unchanged``) from the manifest, and records every upload in
+    it, checkpointing during the batch. See the README's "The sync manifest".
+
     :param source: what to upload (templated); see above.
     :param capillary_conn_id: the ``capillary`` connection (templated).
     :param namespace: the file-service namespace (templated); default the connection's
@@ -57,19 +60,29 @@ class UploadImageOperator(BaseOperator):
     :param rename: callable ``(base name) -> name`` applied to every file before ``name_prefix``.
     :param content_type: MIME type to send (templated); default from the extension (the hook
         checks that the magic bytes agree with it).
-    :param max_workers: concurrent uploads, 1 to 64.
+    :param max_workers: concurrent uploads (and source hashes), 1 to 64.
     :param include_secure_url: keep ``secure_file_path`` (a pre-signed URL valid for about an
         hour) in the XCom records and the extra link; when false it is ``None``.
     :param allow_empty_source: succeed with an empty list when ``source`` matches no image.
     :param progress_interval: seconds between two progress log lines of a batch (0: none).
+    :param manifest: the sync manifest (templated): a local path, a ``file://`` or object-storage
+        URI (``s3://aws_conn@bucket/capillary/rewards.json``) or an ``ObjectStoragePath``; a
+        missing one means a first run. ``None`` (default): no sync, every file is uploaded.
+    :param force_upload: with a manifest, upload every file anyway and rewrite its entry
+        (templated; ``"true"``/``"false"`` renderings are accepted).
+    :param manifest_checkpoint_uploads: write the manifest during a batch after this many uploads.
+    :param manifest_checkpoint_seconds: ... or when this many seconds passed since the last write.
     :param kwargs: passed to :class:`~airflow.sdk.BaseOperator`.
     :return: for a single-file source, one record: ``UploadedFile.to_dict()`` plus ``source``
         (``name``, ``namespace``, ``version``, ``latest_version``, ``acl``, ``file_size``,
         ``file_handle``, ``content_type``, ``s3_token``, ``s3_url``, ``last_modified`` (ISO 8601
         UTC), ``secure_file_path``, ``code``, ``status``, ``message``, ``sent_size``, ``sha256``,
-        ``source``); for any other source, a list of these records sorted by ``source``. Also
-        pushed: XCom key ``uploaded`` (list of the records of every file that uploaded, pushed
-        on failure too) and key ``file_handles`` (``{name: file_handle}``).
+        ``source``), with a manifest also ``action`` (``new``, ``changed`` or ``unchanged``; an
+        unchanged record has ``secure_file_path``, ``acl``, ``code`` and ``status`` ``None`` and
+        ``sent_size`` 0); for any other source, a list of these records sorted by ``source``.
+        Also pushed: XCom key ``uploaded`` (the records of the files uploaded by this run, pushed
+        on failure too) and key ``file_handles`` (``{name: file_handle}`` of every file that has
+        one, unchanged files included).
     """
 
     template_fields: Sequence[str] = (
@@ -79,6 +92,8 @@ class UploadImageOperator(BaseOperator):
         "namespace",
         "content_type",
         "capillary_conn_id",
+        "manifest",
+        "force_upload",
     )
     operator_extra_links = (CapillaryImageLink(),)
     ui_color = "#e8f4fd"
@@ -97,24 +112,21 @@ class UploadImageOperator(BaseOperator):
         include_secure_url: bool = True,
         allow_empty_source: bool = False,
         progress_interval: float = 30.0,
+        manifest: Any = None,
+        force_upload: bool | str = False,
+        manifest_checkpoint_uploads: int = DEFAULT_CHECKPOINT_UPLOADS,
+        manifest_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-            raise CapillaryConfigError(f"max_workers must be an int from 1 to {MAX_WORKERS_LIMIT}")
-        if not 1 <= max_workers <= MAX_WORKERS_LIMIT:
-            raise CapillaryConfigError(
-                f"max_workers must be from 1 to {MAX_WORKERS_LIMIT}, got {max_workers}"
-            )
-        valid_interval = isinstance(progress_interval, (int, float)) and not isinstance(
-            progress_interval, bool
-        )
-        if not valid_interval or progress_interval < 0:
-            raise CapillaryConfigError(
-                f"progress_interval must be a number of seconds >= 0, got {progress_interval!r}"
-            )
+        check_int("max_workers", max_workers, 1, MAX_WORKERS_LIMIT)
+        check_int("manifest_checkpoint_uploads", manifest_checkpoint_uploads, 1, None)
+        check_seconds("progress_interval", progress_interval, ">= 0")
+        check_seconds("manifest_checkpoint_seconds", manifest_checkpoint_seconds, "> 0")
         if rename is not None and not callable(rename):
             raise CapillaryConfigError("rename must be a callable taking and returning a file name")
+        if not isinstance(force_upload, (bool, str)):
+            raise CapillaryConfigError(f"force_upload must be a bool, got {force_upload!r}")
         self.source = source
         self.capillary_conn_id = capillary_conn_id
         self.namespace = namespace
@@ -126,7 +138,12 @@ class UploadImageOperator(BaseOperator):
         self.include_secure_url = include_secure_url
         self.allow_empty_source = allow_empty_source
         self.progress_interval = progress_interval
+        self.manifest = manifest
+        self.force_upload = force_upload
+        self.manifest_checkpoint_uploads = manifest_checkpoint_uploads
+        self.manifest_checkpoint_seconds = manifest_checkpoint_seconds
         self._pool: BoundedPool | None = None
+        self._manifest: Manifest | None = None
 
     @cached_property
     def hook(self) -> CapillaryFileHook:
@@ -138,17 +155,24 @@ class UploadImageOperator(BaseOperator):
         )
 
     def on_kill(self) -> None:
-        """Cancel the pending uploads and make ``execute`` stop waiting for the ones in flight."""
+        """Cancel the pending uploads, make ``execute`` stop waiting for the ones in flight, and
+        write the uploads recorded so far into the manifest."""
         if self._pool is not None:
             self.log.info("Stopping: pending uploads are cancelled")
             self._pool.stop()
+        if self._manifest is not None:
+            try:  # a write already running (on_kill interrupted it) is left to finish
+                self._manifest.flush(wait=False)
+            except CapillaryError as exc:
+                self.log.error("%s", exc)
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
-        """Expand, validate and upload; push the records. See the class docstring for the XCom shapes.
+        """Expand, validate (and with a manifest, hash and compare) and upload; push the records.
 
         :param context: the task context.
         :return: one record for a single-file source, else the list of records sorted by source.
         """
+        force = as_bool(self.force_upload, "force_upload")
         expanded = expand_source(self.source)
         files = expanded.files
         names = assign_names(
@@ -173,26 +197,42 @@ class UploadImageOperator(BaseOperator):
                     namespace=self.namespace,
                 )
             self.log.info("Source %r matched no image: nothing to upload", self.source)
-            self._push(context, [])
+            self._push(context, [], [])
             return []
+        manifest = self._manifest = self._load_manifest() if self.manifest is not None else None
         self._pool = BoundedPool(self.max_workers)
         uploaded: dict[int, dict[str, Any]] = {}  # file index -> record, filled as uploads finish
+        kept: dict[int, dict[str, Any]] = {}  # file index -> record of an unchanged file
         try:
-            prepared = self._prepare_all(files, names)
-            failures = self._upload_all(files, prepared, uploaded)
+            prepared, actions = self._prepare_all(files, names, manifest, force)
+            if manifest is not None:
+                kept = self._unchanged(files, prepared, actions, manifest, force)
+            failed = self._upload_all(files, prepared, actions, uploaded, manifest)
         except BaseException:
-            # A timeout or an interrupt while uploading: keep what reached Capillary in view.
-            if uploaded:
-                self._push(context, [uploaded[i] for i in sorted(uploaded)])
+            # A timeout, an interrupt or a manifest write error: keep what reached Capillary.
+            self._save_manifest(manifest, raise_errors=False)
+            if uploaded or kept:
+                self._push(context, _in_order(uploaded), _in_order({**uploaded, **kept}))
             raise
         finally:
             if "hook" in self.__dict__:
                 self.hook.close()
-        records = [uploaded[i] for i in sorted(uploaded)]  # files are sorted by source
-        self._push(context, records)
-        if failures:
-            self._raise_failures(files, names, failures, uploaded=len(records))
-        self._emit_asset_events(context, records)
+        records = _in_order({**uploaded, **kept})
+        try:  # a failing batch records its successes before it raises
+            self._save_manifest(manifest, raise_errors=True)
+        finally:
+            self._push(context, _in_order(uploaded), records)
+        if failed:
+            if len(files) == 1 and isinstance(failed[0][1], Exception):
+                raise failed[0][1]
+            raise batch_error(
+                [(files[i].source, names[i], error) for i, error in failed],
+                total=len(files),
+                uploaded=len(uploaded),
+                conn_id=self.capillary_conn_id,
+                namespace=self.namespace,
+            )
+        self._emit_asset_events(context, records, with_actions=manifest is not None)
         if expanded.single:
             link = records[0]["secure_file_path"] or records[0]["s3_url"]
             setattr(self, LINK_ATTRIBUTE, link)
@@ -200,14 +240,52 @@ class UploadImageOperator(BaseOperator):
             return records[0]
         return records
 
-    def _prepare_all(self, files: Sequence[SourceFile], names: Sequence[str]) -> list[PreparedUpload]:
-        """Validate every file with the hook (no upload); raise one error listing every bad file."""
-        hook = self.hook
+    def _load_manifest(self) -> Manifest:
+        """Read and check the manifest, and check that its location is writable (before any upload)."""
+        from airflow_capillary.operators._manifest import open_manifest
 
-        def prepare(index: int) -> PreparedUpload:
-            return hook.prepare_upload(
+        manifest = open_manifest(
+            self.manifest,
+            checkpoint_uploads=self.manifest_checkpoint_uploads,
+            checkpoint_seconds=self.manifest_checkpoint_seconds,
+        )
+        self.log.info("Manifest %s: %d entries", manifest.label, len(manifest.entries))
+        return manifest
+
+    def _save_manifest(self, manifest: Manifest | None, *, raise_errors: bool) -> None:
+        """Write the uploads not yet in the manifest; log (or raise) a failure to write."""
+        if manifest is None or not manifest.pending:
+            return
+        count = manifest.pending
+        try:
+            manifest.flush()
+        except CapillaryError as exc:
+            if raise_errors:
+                raise
+            self.log.error("%s", exc)
+            return
+        self.log.info(
+            "Manifest %s: recorded %d upload(s), %d entries in all", manifest.label, count, manifest.size
+        )
+
+    def _prepare_all(
+        self, files: Sequence[SourceFile], names: Sequence[str], manifest: Manifest | None, force: bool
+    ) -> tuple[list[PreparedUpload], list[Action | None]]:
+        """Validate every file with the hook (no upload) and, with a manifest, hash it and decide
+        its action; raise one error listing every bad file."""
+        from airflow_capillary.operators._manifest import action_for, file_digest
+
+        hook = self.hook
+        hashing = manifest is not None and not force
+
+        def prepare(index: int) -> tuple[PreparedUpload, Action | None]:
+            item = hook.prepare_upload(
                 files[index].path, file_name=names[index], content_type=self.content_type
             )
+            if manifest is None:
+                return item, None
+            digest = file_digest(files[index].path) if hashing else None
+            return item, action_for(manifest.get(item.namespace, item.file_name), digest)
 
         assert self._pool is not None
         outcomes = self._pool.map(prepare, range(len(files)))
@@ -223,44 +301,66 @@ class UploadImageOperator(BaseOperator):
                 raise bad[0].error
             raise CapillaryInvalidInputError(
                 f"{len(bad)} of {len(files)} files cannot be uploaded, so none was: "
-                + _list_errors((files[o.index].source, o.error) for o in bad),
+                + list_errors((files[o.index].source, o.error) for o in bad),
                 conn_id=self.capillary_conn_id,
                 namespace=self.namespace,
             )
-        return [outcome.result for outcome in outcomes]  # type: ignore[misc]
+        results = [outcome.result for outcome in outcomes]
+        return [r[0] for r in results], [r[1] for r in results]  # type: ignore[index]
+
+    def _unchanged(
+        self,
+        files: Sequence[SourceFile],
+        prepared: Sequence[PreparedUpload],
+        actions: Sequence[Action | None],
+        manifest: Manifest,
+        force: bool,
+    ) -> dict[int, dict[str, Any]]:
+        """Return the records of the unchanged files (from the manifest) and log the plan."""
+        kept = manifest.unchanged_records([f.source for f in files], prepared, actions)
+        self.log.info(
+            "Manifest %s: %s files, %s unchanged, %s to upload (%s new, %s changed)%s",
+            manifest.label,
+            *(f"{n:,}" for n in (len(files), len(kept), len(files) - len(kept))),
+            *(f"{sum(a == kind for a in actions):,}" for kind in ("new", "changed")),
+            ", force_upload" if force else "",
+        )
+        return kept
 
     def _upload_all(
         self,
         files: Sequence[SourceFile],
         prepared: Sequence[PreparedUpload],
+        actions: Sequence[Action | None],
         uploaded: dict[int, dict[str, Any]],
-    ) -> list[Outcome[UploadedFile]]:
-        """Upload every prepared file in the pool, adding each record to ``uploaded`` as it
-        arrives; return the failed outcomes."""
+        manifest: Manifest | None,
+    ) -> list[tuple[int, BaseException | None]]:
+        """Upload every file that is not unchanged, adding each record to ``uploaded`` (and the
+        manifest) as it arrives; return ``(file index, error)`` of the failed ones."""
         hook = self.hook
+        todo = [index for index, action in enumerate(actions) if action != "unchanged"]
         batch = len(files) > 1
         progress = UploadProgress(
-            total_files=len(files),
-            total_bytes=sum(item.size for item in prepared),
+            total_files=len(todo),
+            total_bytes=sum(prepared[i].size for i in todo),
             interval=self.progress_interval if batch else 0,
             log=self.log,
+            unchanged=None if manifest is None else len(files) - len(todo),
         )
-        if batch:
+        if batch and todo:
             self.log.info(
                 "Uploading %d files to namespace %r with %d workers",
-                len(files),
+                len(todo),
                 prepared[0].namespace,
-                min(self.max_workers, len(files)),
+                min(self.max_workers, len(todo)),
             )
 
         def on_done(outcome: Outcome[UploadedFile]) -> None:
-            source = files[outcome.index].source
-            result = outcome.result
+            index = todo[outcome.index]
+            source, result, action = files[index].source, outcome.result, actions[index]
             if result is not None:
-                uploaded[outcome.index] = {
-                    **result.to_dict(include_secure_url=self.include_secure_url),
-                    "source": source,
-                }
+                record = {**result.to_dict(include_secure_url=self.include_secure_url), "source": source}
+                uploaded[index] = record if action is None else {**record, "action": action}
                 # DEBUG: the hook already logs one INFO line per uploaded file.
                 self.log.debug(
                     "Uploaded %s as %s/%s version %d (%d bytes), handle %s",
@@ -271,80 +371,45 @@ class UploadImageOperator(BaseOperator):
                     result.file_size,
                     result.file_handle,
                 )
+                if manifest is not None:
+                    manifest.record(
+                        prepared[index].namespace, prepared[index].file_name, result, source=source
+                    )
             else:
-                self.log.warning("Failed to upload %s: %s", source, _describe(outcome.error))
-            progress.advance(size=prepared[outcome.index].size, ok=result is not None)
+                self.log.warning("Failed to upload %s: %s", source, describe(outcome.error))
+            progress.advance(size=prepared[index].size, ok=result is not None, action=action)
+
+        def on_wait() -> None:
+            progress.tick()
+            if manifest is not None:
+                manifest.tick()
 
         assert self._pool is not None
-        outcomes = self._pool.map(hook.upload, prepared, on_done=on_done, on_wait=progress.tick)
-        if batch:
+        outcomes = self._pool.map(hook.upload, [prepared[i] for i in todo], on_done=on_done, on_wait=on_wait)
+        if batch or manifest is not None:
             progress.summary()
-        return [outcome for outcome in outcomes if outcome.result is None]
+        return [(todo[o.index], o.error) for o in outcomes if o.result is None]
 
-    def _push(self, context: Context, records: list[dict[str, Any]]) -> None:
+    def _push(self, context: Context, uploaded: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
         """Push XCom keys ``uploaded`` and ``file_handles`` (before the task may fail)."""
         ti = context["ti"]
-        ti.xcom_push(key="uploaded", value=records)
+        ti.xcom_push(key="uploaded", value=uploaded)
         ti.xcom_push(key="file_handles", value={r["name"]: r["file_handle"] for r in records})
 
-    def _raise_failures(
-        self,
-        files: Sequence[SourceFile],
-        names: Sequence[str],
-        failures: Sequence[Outcome[UploadedFile]],
-        *,
-        uploaded: int,
+    def _emit_asset_events(
+        self, context: Context, records: list[dict[str, Any]], *, with_actions: bool
     ) -> None:
-        """Raise the one error of this task: the hook's own for a single file, else a batch error."""
-        if len(files) == 1 and isinstance(failures[0].error, Exception):
-            raise failures[0].error
-        failed = tuple(
-            FailedUpload(files[o.index].source, names[o.index], _describe(o.error)) for o in failures
-        )
-        raise CapillaryBatchError(
-            f"{len(failed)} of {len(files)} files failed to upload ({uploaded} uploaded, their records "
-            "are in XCom 'uploaded'): " + _list_errors((files[o.index].source, o.error) for o in failures),
-            failures=failed,
-            uploaded_count=uploaded,
-            conn_id=self.capillary_conn_id,
-            namespace=self.namespace,
-        )
-
-    def _emit_asset_events(self, context: Context, records: list[dict[str, Any]]) -> None:
-        """Attach a compact summary of the upload to the event of every outlet asset."""
+        """Attach a compact summary of the catalogue to the event of every outlet asset."""
         if not self.outlets:
             return
         from airflow.sdk import Asset
 
-        extra = {
-            "capillary_conn_id": self.capillary_conn_id,
-            "count": len(records),
-            "total_bytes": sum(r["file_size"] for r in records),
-            "files": [
-                {
-                    "name": r["name"],
-                    "namespace": r["namespace"],
-                    "file_handle": r["file_handle"],
-                    "version": r["version"],
-                }
-                for r in records
-            ],
-        }
+        extra = asset_extra(records, conn_id=self.capillary_conn_id, with_actions=with_actions)
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra.update(extra)
 
 
-def _describe(error: BaseException | None) -> str:
-    """``"Type: message"`` of an error, with anything credential-like redacted."""
-    if error is None:
-        return "unknown error"
-    return redact_text(f"{type(error).__name__}: {error}")
-
-
-def _list_errors(items: Any) -> str:
-    """List ``(source, error)`` pairs one per line, at most :data:`MAX_LISTED_FAILURES`."""
-    lines = [f"{source}: {_describe(error)}" for source, error in items]
-    more = len(lines) - MAX_LISTED_FAILURES
-    listed = lines[:MAX_LISTED_FAILURES] + ([f"... and {more} more"] if more > 0 else [])
-    return "\n  - " + "\n  - ".join(listed)
+def _in_order(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records in file order (the files are sorted by source)."""
+    return [records[i] for i in sorted(records)]

@@ -27,6 +27,7 @@ class FakePrepared:
     content_type: str
     size: int
     source_label: str
+    path: Path
 
 
 def secure_url(name: str) -> str:
@@ -36,8 +37,10 @@ def secure_url(name: str) -> str:
     )
 
 
-def uploaded_file(name: str, size: int, *, namespace: str = "rewards", version: int = 1) -> UploadedFile:
-    digest = hashlib.sha256(name.encode()).hexdigest()
+def uploaded_file(
+    name: str, size: int, *, namespace: str = "rewards", version: int = 1, sha256: str = ""
+) -> UploadedFile:
+    digest = sha256 or hashlib.sha256(name.encode()).hexdigest()
     return UploadedFile(
         name=name,
         namespace=namespace,
@@ -45,7 +48,7 @@ def uploaded_file(name: str, size: int, *, namespace: str = "rewards", version: 
         latest_version=version,
         acl="PRIVATE",
         file_size=size,
-        file_handle=f"handle-{name}",
+        file_handle=f"handle-{name}" + (f"-v{version}" if version > 1 else ""),
         content_type="image/png",
         s3_token=f"{namespace}/100/{name}",
         s3_url=f"s3://bucket/{namespace}/100/{name}",
@@ -60,7 +63,11 @@ def uploaded_file(name: str, size: int, *, namespace: str = "rewards", version: 
 
 
 class FakeHook:
-    """Stands in for CapillaryFileHook: ``invalid`` names fail preparation, ``failing`` uploads."""
+    """Stands in for CapillaryFileHook: ``invalid`` names fail preparation, ``failing`` uploads.
+
+    Like Capillary, uploading a name again creates its next version (handle ``handle-NAME-vN``);
+    the answer's sha256 is that of the file's content, as the real hook's.
+    """
 
     def __init__(
         self,
@@ -74,6 +81,7 @@ class FakeHook:
         self.namespace = namespace
         self.prepared: list[tuple[Any, dict[str, Any]]] = []
         self.uploads: list[str] = []
+        self.versions: dict[tuple[str, str], int] = {}
         self.closed = 0
         self._lock = threading.Lock()
 
@@ -95,12 +103,14 @@ class FakeHook:
         name = file_name or Path(str(source)).name
         if name in self.invalid:
             raise CapillaryInvalidInputError(self.invalid[name])
+        path = Path(str(source).removeprefix("file://"))
         return FakePrepared(
             file_name=name,
             namespace=namespace or self.namespace,
             content_type=content_type or "image/png",
-            size=Path(str(source).removeprefix("file://")).stat().st_size,
+            size=path.stat().st_size,
             source_label=str(source),
+            path=path,
         )
 
     def upload(self, prepared: FakePrepared) -> UploadedFile:
@@ -109,7 +119,16 @@ class FakeHook:
         error = self.failing.get(prepared.file_name)
         if error is not None:
             raise error
-        return uploaded_file(prepared.file_name, prepared.size, namespace=prepared.namespace)
+        key = (prepared.namespace, prepared.file_name)
+        with self._lock:
+            version = self.versions[key] = self.versions.get(key, 0) + 1
+        return uploaded_file(
+            prepared.file_name,
+            prepared.size,
+            namespace=prepared.namespace,
+            version=version,
+            sha256=hashlib.sha256(prepared.path.read_bytes()).hexdigest(),
+        )
 
 
 def unavailable(name: str) -> CapillaryServiceUnavailableError:
@@ -138,8 +157,14 @@ def pushed(context: dict[str, Any]) -> dict[str, Any]:
     return {c.kwargs["key"]: c.kwargs["value"] for c in calls}
 
 
-def record(path: Path, name: str | None = None, *, secure: bool = True) -> dict[str, Any]:
-    """The record the operator should push for ``path`` uploaded through the fake hook."""
+def record(
+    path: Path, name: str | None = None, *, secure: bool = True, version: int = 1, **more: Any
+) -> dict[str, Any]:
+    """The record the operator should push for ``path`` uploaded through the fake hook.
+
+    :param more: keys added at the end (``action="new"`` with a manifest).
+    """
     name = name or path.name
-    expected = uploaded_file(name, path.stat().st_size).to_dict(include_secure_url=secure)
-    return {**expected, "source": str(path)}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    expected = uploaded_file(name, path.stat().st_size, version=version, sha256=digest)
+    return {**expected.to_dict(include_secure_url=secure), "source": str(path), **more}

@@ -84,3 +84,36 @@ def test_interval_zero_disables_progress_lines(caplog: pytest.LogCaptureFixture)
     clock.now = 1000
     progress.advance(size=1, ok=True)
     assert caplog.records == []
+
+
+def test_with_a_manifest_the_lines_count_new_changed_and_unchanged(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    log = logging.getLogger("test.progress")
+    caplog.set_level(logging.INFO, logger="test.progress")
+    progress = UploadProgress(
+        total_files=12, total_bytes=12 * 1024, interval=10, log=log, clock=clock, unchanged=4988
+    )
+    for index in range(12):
+        clock.now += 1
+        progress.advance(size=1024, ok=index != 5, action="new" if index < 3 else "changed")
+    progress.summary()
+    assert [r.getMessage() for r in caplog.records] == [
+        "Progress: 10/12 uploads (3 new, 6 changed, 1 failed), 4,988 unchanged, 9.0 KiB of 12.0 KiB, "
+        "1.0 files/s, 921 B/s, ETA 3.3s",
+        "11 uploaded (3 new, 8 changed), 4,988 unchanged, 1 failed; 11.0 KiB in 12s, 0.9 files/s, 938 B/s",
+    ]
+
+
+def test_with_a_manifest_and_nothing_to_upload(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    caplog.set_level(logging.INFO, logger="test.progress")
+    progress = UploadProgress(
+        total_files=0, total_bytes=0, interval=10, log=logging.getLogger("test.progress"), clock=clock,
+        unchanged=6,
+    )  # fmt: skip
+    clock.now += 20
+    progress.tick()
+    progress.summary()
+    assert [r.getMessage() for r in caplog.records] == [
+        "0 uploaded (0 new, 0 changed), 6 unchanged, 0 failed; 0 B in 20s, 0.0 files/s, 0 B/s"
+    ]

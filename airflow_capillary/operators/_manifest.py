@@ -1,0 +1,328 @@
+"""The sync manifest of :class:`~airflow_capillary.operators.upload_image.UploadImageOperator`.
+
+Capillary has no list or idempotency API, so the provider remembers what it uploaded: one entry
+per ``(namespace, name)`` with the sha256 and size of what was sent and what Capillary answered
+(the document: :mod:`~airflow_capillary.operators._manifest_document`; where it lives:
+:mod:`~airflow_capillary.operators._manifest_store`). A refresh then uploads only the files whose
+content changed. :class:`Manifest` records each successful upload and writes a checkpoint every
+``checkpoint_uploads`` uploads or ``checkpoint_seconds`` seconds; every write re-reads the stored
+document under the store's lock and merges entry by entry (the newer ``uploaded_at`` wins), so
+concurrent writers keep each other's entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from airflow_capillary.exceptions import CapillaryError
+from airflow_capillary.operators._manifest_document import (
+    EMPTY_DOCUMENT,
+    ManifestEntry,
+    decode,
+    encode,
+    entry_key,
+    merge,
+)
+from airflow_capillary.operators._manifest_store import ManifestStore, manifest_store
+
+if TYPE_CHECKING:
+    from airflow_capillary.models import UploadedFile
+
+__all__ = [
+    "DEFAULT_CHECKPOINT_SECONDS",
+    "DEFAULT_CHECKPOINT_UPLOADS",
+    "Action",
+    "Manifest",
+    "action_for",
+    "entry_of",
+    "file_digest",
+    "open_manifest",
+    "unchanged_record",
+]
+
+#: Defaults of the checkpoint interval: uploads, and seconds.
+DEFAULT_CHECKPOINT_UPLOADS = 100
+DEFAULT_CHECKPOINT_SECONDS = 30.0
+#: Bytes read at a time while hashing a source (the memory used per file, whatever its size).
+HASH_CHUNK_BYTES = 1 << 20
+
+Action = Literal["new", "changed", "unchanged"]
+
+
+def file_digest(path: Any) -> tuple[str, int]:
+    """Stream a source once and return its sha256 and size, reading :data:`HASH_CHUNK_BYTES` at a time.
+
+    :param path: a local :class:`~pathlib.Path` or an ``ObjectStoragePath``.
+    :return: hex sha256 and the number of bytes read.
+    :raises OSError: the source cannot be read (the storage's own errors pass through too).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    buffer = memoryview(bytearray(HASH_CHUNK_BYTES))
+    stream: IO[bytes]
+    if isinstance(path, Path):
+        stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+    else:
+        stream = path.open("rb", block_size=HASH_CHUNK_BYTES)
+    with stream:
+        while count := stream.readinto(buffer):  # type: ignore[attr-defined]
+            digest.update(buffer[:count])
+            size += count
+    return digest.hexdigest(), size
+
+
+def action_for(entry: ManifestEntry | None, digest: tuple[str, int] | None) -> Action:
+    """Decide what to do with a file.
+
+    :param entry: its manifest entry, if any.
+    :param digest: sha256 and size of its source; ``None`` with ``force_upload`` (not hashed).
+    :return: ``new`` without an entry, ``unchanged`` when the entry has this sha256 and size,
+        else ``changed``.
+    """
+    if entry is None:
+        return "new"
+    if digest is not None and digest == (entry["sha256"], entry["size"]):
+        return "unchanged"
+    return "changed"
+
+
+def entry_of(result: UploadedFile, *, source: str, uploaded_at: datetime) -> ManifestEntry:
+    """Build the entry of a successful upload from Capillary's answer (never its secure URL).
+
+    :param result: the hook's result.
+    :param source: the source label.
+    :param uploaded_at: when the answer arrived.
+    :return: the entry; ``sha256`` and ``size`` are those of the bytes sent.
+    """
+    return ManifestEntry(
+        sha256=result.sha256,
+        size=result.sent_size,
+        file_handle=result.file_handle,
+        version=result.version,
+        latest_version=result.latest_version,
+        content_type=result.content_type,
+        s3_token=result.s3_token,
+        s3_url=result.s3_url,
+        last_modified=result.last_modified.astimezone(timezone.utc).isoformat(),
+        uploaded_at=uploaded_at.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+        source=source,
+    )
+
+
+def unchanged_record(entry: ManifestEntry, *, namespace: str, name: str, source: str) -> dict[str, Any]:
+    """Build the XCom record of a file that was not uploaded because its entry matches it.
+
+    Same keys as an uploaded record; what only an upload answer tells is ``None`` (``acl``,
+    ``code``, ``status``, ``secure_file_path``), and ``sent_size`` is 0.
+
+    :param entry: its manifest entry.
+    :param namespace: the namespace.
+    :param name: the name in Capillary.
+    :param source: the source label of this run.
+    :return: the record, ``action`` ``"unchanged"``.
+    """
+    return {
+        "name": name,
+        "namespace": namespace,
+        "version": entry["version"],
+        "latest_version": entry["latest_version"],
+        "acl": None,
+        "file_size": entry["size"],
+        "file_handle": entry["file_handle"],
+        "content_type": entry["content_type"],
+        "s3_token": entry["s3_token"],
+        "s3_url": entry["s3_url"],
+        "last_modified": entry["last_modified"],
+        "secure_file_path": None,
+        "code": None,
+        "status": None,
+        "message": f"not uploaded: unchanged since {entry['uploaded_at']}",
+        "sent_size": 0,
+        "sha256": entry["sha256"],
+        "source": source,
+        "action": "unchanged",
+    }
+
+
+def open_manifest(argument: Any, **options: Any) -> Manifest:
+    """Open the manifest a rendered ``manifest`` argument names (see :meth:`Manifest.load`).
+
+    :param argument: a local path, a URI or an ``ObjectStoragePath``.
+    :param options: the other arguments of :class:`Manifest`.
+    :return: the loaded manifest.
+    :raises CapillaryConfigError: the argument has a wrong type.
+    :raises CapillaryInvalidInputError: the manifest cannot be read, parsed or written.
+    """
+    return Manifest.load(manifest_store(argument), **options)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Manifest:
+    """A loaded manifest: lookups, and the entries recorded since the last write.
+
+    :param store: where it lives.
+    :param entries: the entries read at the start.
+    :param checkpoint_uploads: write after this many recorded uploads.
+    :param checkpoint_seconds: write when this many seconds passed since the last write (or the
+        start) and an upload is pending.
+    :param clock: monotonic clock (injectable).
+    :param now: wall clock of ``uploaded_at`` (injectable).
+    """
+
+    def __init__(
+        self,
+        store: ManifestStore,
+        entries: Mapping[str, ManifestEntry],
+        *,
+        checkpoint_uploads: int = DEFAULT_CHECKPOINT_UPLOADS,
+        checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.store = store
+        self.entries = dict(entries)
+        self.checkpoint_uploads = checkpoint_uploads
+        self.checkpoint_seconds = checkpoint_seconds
+        #: Writes so far, and the number of entries the last one stored.
+        self.writes = 0
+        self.size = len(self.entries)
+        self._clock = clock
+        self._now = now
+        self._pending: dict[str, ManifestEntry] = {}
+        self._since_write = 0
+        self._last_write = clock()
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
+
+    @classmethod
+    def load(cls, store: ManifestStore, **options: Any) -> Manifest:
+        """Read and check the stored document, and check up front that the location is writable.
+
+        :param store: where it lives.
+        :param options: the other arguments of :class:`Manifest`.
+        :return: the manifest (empty for a first run).
+        :raises CapillaryInvalidInputError: it cannot be read, parsed or written.
+        """
+        data = store.read()
+        entries = decode(data, store.label) if data is not None else {}
+        store.check_writable(EMPTY_DOCUMENT if data is None else None)
+        return cls(store, entries, **options)
+
+    @property
+    def label(self) -> str:
+        """The location, as messages name it."""
+        return self.store.label
+
+    @property
+    def pending(self) -> int:
+        """How many recorded uploads are not written yet."""
+        with self._lock:
+            return len(self._pending)
+
+    def unchanged_records(
+        self, sources: Sequence[str], prepared: Sequence[Any], actions: Sequence[Action | None]
+    ) -> dict[int, dict[str, Any]]:
+        """Return the XCom records of the files decided ``unchanged``, from their entries.
+
+        :param sources: the source label of each file.
+        :param prepared: each file's prepared upload (``namespace``, ``file_name``).
+        :param actions: each file's action.
+        :return: file index to record.
+        """
+        kept = {}
+        for index, (item, action) in enumerate(zip(prepared, actions, strict=True)):
+            entry = self.get(item.namespace, item.file_name)
+            if action == "unchanged" and entry is not None:
+                kept[index] = unchanged_record(
+                    entry, namespace=item.namespace, name=item.file_name, source=sources[index]
+                )
+        return kept
+
+    def get(self, namespace: str, name: str) -> ManifestEntry | None:
+        """Return the entry of a file as read at the start, if any.
+
+        :param namespace: the namespace.
+        :param name: the name in Capillary.
+        :return: the entry, or ``None``.
+        """
+        return self.entries.get(entry_key(namespace, name))
+
+    def record(self, namespace: str, name: str, result: UploadedFile, *, source: str) -> None:
+        """Record a successful upload; write a checkpoint when one is due.
+
+        :param namespace: the namespace it was sent to.
+        :param name: the name it was sent as.
+        :param result: the hook's result.
+        :param source: the source label.
+        :raises CapillaryError: a due checkpoint could not be written.
+        """
+        entry = entry_of(result, source=source, uploaded_at=self._now())
+        with self._lock:
+            self._pending[entry_key(namespace, name)] = entry
+            self._since_write += 1
+            due = self._since_write >= self.checkpoint_uploads or self._time_due()
+        if due:
+            self.flush()
+
+    def tick(self) -> None:
+        """Write a checkpoint if uploads are pending and ``checkpoint_seconds`` have passed.
+
+        :raises CapillaryError: the checkpoint could not be written.
+        """
+        with self._lock:
+            due = bool(self._pending) and self._time_due()
+        if due:
+            self.flush()
+
+    def _time_due(self) -> bool:
+        return self._clock() - self._last_write >= self.checkpoint_seconds
+
+    def flush(self, *, wait: bool = True) -> bool:
+        """Write the pending entries: under the store's lock, re-read, merge, write atomically.
+
+        :param wait: wait for a write already running in another thread; ``False`` (``on_kill``,
+            which may interrupt a write in its own thread) leaves that write to finish instead.
+        :return: ``True`` when written (or nothing was pending), ``False`` when another write was
+            running and ``wait`` is false.
+        :raises CapillaryInvalidInputError: the stored document became unreadable meanwhile.
+        :raises CapillaryError: the write failed (the pending entries stay pending).
+        """
+        if not self._writing.acquire(blocking=wait):
+            return False
+        try:
+            with self._lock:
+                changes = dict(self._pending)
+            if not changes:
+                return True
+            with self.store.lock():
+                data = self.store.read()
+                stored = decode(data, self.label) if data is not None else {}
+                merged = merge(stored, changes)
+                try:
+                    self.store.write(encode(merged))
+                except Exception as exc:
+                    raise CapillaryError(
+                        f"manifest {self.label!r} cannot be written ({type(exc).__name__}: {exc}); "
+                        f"{len(changes)} uploaded file(s) are not recorded in it (their records are in "
+                        "XCom 'uploaded')"
+                    ) from None
+            with self._lock:
+                for key, entry in changes.items():
+                    if self._pending.get(key) is entry:
+                        del self._pending[key]
+                self._since_write = len(self._pending)
+                self._last_write = self._clock()
+            self.writes += 1
+            self.size = len(merged)
+            return True
+        finally:
+            self._writing.release()
