@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from airflow_capillary.exceptions import CapillaryError
 from airflow_capillary.operators._manifest_document import (
@@ -53,6 +53,16 @@ DEFAULT_CHECKPOINT_SECONDS = 30.0
 HASH_CHUNK_BYTES = 1 << 20
 
 Action = Literal["new", "changed", "unchanged"]
+
+
+class ManifestLog(Protocol):
+    """What a manifest needs of a logger (stdlib or the task SDK's structlog)."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any:
+        """Log ``msg % args`` at INFO."""
+
+    def error(self, msg: Any, /, *args: Any) -> Any:
+        """Log ``msg % args`` at ERROR."""
 
 
 def file_digest(path: Any) -> tuple[str, int]:
@@ -174,6 +184,7 @@ class Manifest:
     :param checkpoint_uploads: write after this many recorded uploads.
     :param checkpoint_seconds: write when this many seconds passed since the last write (or the
         start) and an upload is pending.
+    :param log: where :meth:`load`, :meth:`plan` and :meth:`save` log their line.
     :param clock: monotonic clock (injectable).
     :param now: wall clock of ``uploaded_at`` (injectable).
     """
@@ -185,6 +196,7 @@ class Manifest:
         *,
         checkpoint_uploads: int = DEFAULT_CHECKPOINT_UPLOADS,
         checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+        log: ManifestLog | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -192,6 +204,7 @@ class Manifest:
         self.entries = dict(entries)
         self.checkpoint_uploads = checkpoint_uploads
         self.checkpoint_seconds = checkpoint_seconds
+        self.log = log
         #: Writes so far, and the number of entries the last one stored.
         self.writes = 0
         self.size = len(self.entries)
@@ -215,7 +228,10 @@ class Manifest:
         data = store.read()
         entries = decode(data, store.label) if data is not None else {}
         store.check_writable(EMPTY_DOCUMENT if data is None else None)
-        return cls(store, entries, **options)
+        manifest = cls(store, entries, **options)
+        if manifest.log is not None:
+            manifest.log.info("Manifest %s: %s entries", store.label, f"{len(entries):,}")
+        return manifest
 
     @property
     def label(self) -> str:
@@ -228,14 +244,21 @@ class Manifest:
         with self._lock:
             return len(self._pending)
 
-    def unchanged_records(
-        self, sources: Sequence[str], prepared: Sequence[Any], actions: Sequence[Action | None]
+    def plan(
+        self,
+        sources: Sequence[str],
+        prepared: Sequence[Any],
+        actions: Sequence[Action | None],
+        *,
+        force: bool = False,
     ) -> dict[int, dict[str, Any]]:
-        """Return the XCom records of the files decided ``unchanged``, from their entries.
+        """Return the XCom records of the files decided ``unchanged`` (from their entries), and log
+        the plan: how many files are unchanged, new and changed.
 
         :param sources: the source label of each file.
         :param prepared: each file's prepared upload (``namespace``, ``file_name``).
         :param actions: each file's action.
+        :param force: ``force_upload`` is on (said in the line).
         :return: file index to record.
         """
         kept = {}
@@ -245,7 +268,36 @@ class Manifest:
                 kept[index] = unchanged_record(
                     entry, namespace=item.namespace, name=item.file_name, source=sources[index]
                 )
+        if self.log is not None:
+            self.log.info(
+                "Manifest %s: %s files, %s unchanged, %s to upload (%s new, %s changed)%s",
+                self.label,
+                *(f"{n:,}" for n in (len(sources), len(kept), len(sources) - len(kept))),
+                *(f"{sum(a == kind for a in actions):,}" for kind in ("new", "changed")),
+                ", force_upload" if force else "",
+            )
         return kept
+
+    def save(self, *, raise_errors: bool) -> None:
+        """Write the uploads not written yet (at the end of a batch, or when it stops early).
+
+        :param raise_errors: raise a failure to write; else log it (the task is failing already).
+        :raises CapillaryError: the write failed and ``raise_errors`` is true.
+        """
+        count = self.pending
+        if not count:
+            return
+        try:
+            self.flush()
+        except CapillaryError as exc:
+            if raise_errors or self.log is None:
+                raise
+            self.log.error("%s", exc)
+            return
+        if self.log is not None:
+            self.log.info(
+                "Manifest %s: recorded %d upload(s), %s entries in all", self.label, count, f"{self.size:,}"
+            )
 
     def get(self, namespace: str, name: str) -> ManifestEntry | None:
         """Return the entry of a file as read at the start, if any.

@@ -6,7 +6,7 @@ Pure functions of the records and outcomes, kept apart from the upload path of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_capillary._redact import redact_text
@@ -92,3 +92,28 @@ def asset_extra(records: Sequence[dict[str, Any]], *, conn_id: str, with_actions
     if with_actions:
         extra["actions"] = {action: sum(r["action"] == action for r in records) for action in ACTIONS}
     return extra
+
+
+def push_records(ti: Any, uploaded: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
+    """Push XCom keys ``uploaded`` and ``file_handles`` (before the task may fail).
+
+    :param ti: the task instance.
+    :param uploaded: the records of the files this run uploaded.
+    :param records: every record that has a handle (with a manifest, unchanged files too).
+    """
+    ti.xcom_push(key="uploaded", value=uploaded)
+    ti.xcom_push(key="file_handles", value={r["name"]: r["file_handle"] for r in records})
+
+
+def emit_asset_events(outlets: Sequence[Any], outlet_events: Any, extra: Mapping[str, Any]) -> None:
+    """Attach ``extra`` to the event of every outlet that is an asset.
+
+    :param outlets: the task's outlets.
+    :param outlet_events: the context's ``outlet_events``.
+    :param extra: from :func:`asset_extra`.
+    """
+    from airflow.sdk import Asset
+
+    for outlet in outlets:
+        if isinstance(outlet, Asset):
+            outlet_events[outlet].extra.update(extra)

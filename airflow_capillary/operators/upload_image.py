@@ -15,7 +15,14 @@ from airflow_capillary.operators._arguments import as_bool, check_int, check_sec
 from airflow_capillary.operators._expand import MAX_LISTED, SourceFile, assign_names, expand_source
 from airflow_capillary.operators._pool import BoundedPool, Outcome
 from airflow_capillary.operators._progress import UploadProgress
-from airflow_capillary.operators._report import asset_extra, batch_error, describe, list_errors
+from airflow_capillary.operators._report import (
+    asset_extra,
+    batch_error,
+    describe,
+    emit_asset_events,
+    list_errors,
+    push_records,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -197,31 +204,33 @@ class UploadImageOperator(BaseOperator):
                     namespace=self.namespace,
                 )
             self.log.info("Source %r matched no image: nothing to upload", self.source)
-            self._push(context, [], [])
+            push_records(context["ti"], [], [])
             return []
-        manifest = self._manifest = self._load_manifest() if self.manifest is not None else None
+        manifest = self._manifest = self._open_manifest()
         self._pool = BoundedPool(self.max_workers)
         uploaded: dict[int, dict[str, Any]] = {}  # file index -> record, filled as uploads finish
         kept: dict[int, dict[str, Any]] = {}  # file index -> record of an unchanged file
         try:
             prepared, actions = self._prepare_all(files, names, manifest, force)
             if manifest is not None:
-                kept = self._unchanged(files, prepared, actions, manifest, force)
+                kept = manifest.plan([f.source for f in files], prepared, actions, force=force)
             failed = self._upload_all(files, prepared, actions, uploaded, manifest)
         except BaseException:
             # A timeout, an interrupt or a manifest write error: keep what reached Capillary.
-            self._save_manifest(manifest, raise_errors=False)
+            if manifest is not None:
+                manifest.save(raise_errors=False)
             if uploaded or kept:
-                self._push(context, _in_order(uploaded), _in_order({**uploaded, **kept}))
+                push_records(context["ti"], _in_order(uploaded), _in_order({**uploaded, **kept}))
             raise
         finally:
             if "hook" in self.__dict__:
                 self.hook.close()
         records = _in_order({**uploaded, **kept})
         try:  # a failing batch records its successes before it raises
-            self._save_manifest(manifest, raise_errors=True)
+            if manifest is not None:
+                manifest.save(raise_errors=True)
         finally:
-            self._push(context, _in_order(uploaded), records)
+            push_records(context["ti"], _in_order(uploaded), records)
         if failed:
             if len(files) == 1 and isinstance(failed[0][1], Exception):
                 raise failed[0][1]
@@ -232,7 +241,9 @@ class UploadImageOperator(BaseOperator):
                 conn_id=self.capillary_conn_id,
                 namespace=self.namespace,
             )
-        self._emit_asset_events(context, records, with_actions=manifest is not None)
+        if self.outlets:
+            extra = asset_extra(records, conn_id=self.capillary_conn_id, with_actions=manifest is not None)
+            emit_asset_events(self.outlets, context["outlet_events"], extra)
         if expanded.single:
             link = records[0]["secure_file_path"] or records[0]["s3_url"]
             setattr(self, LINK_ATTRIBUTE, link)
@@ -240,32 +251,17 @@ class UploadImageOperator(BaseOperator):
             return records[0]
         return records
 
-    def _load_manifest(self) -> Manifest:
-        """Read and check the manifest, and check that its location is writable (before any upload)."""
+    def _open_manifest(self) -> Manifest | None:
+        """Read and check the manifest, and that its location is writable (before any upload)."""
+        if self.manifest is None:
+            return None
         from airflow_capillary.operators._manifest import open_manifest
 
-        manifest = open_manifest(
+        return open_manifest(
             self.manifest,
             checkpoint_uploads=self.manifest_checkpoint_uploads,
             checkpoint_seconds=self.manifest_checkpoint_seconds,
-        )
-        self.log.info("Manifest %s: %d entries", manifest.label, len(manifest.entries))
-        return manifest
-
-    def _save_manifest(self, manifest: Manifest | None, *, raise_errors: bool) -> None:
-        """Write the uploads not yet in the manifest; log (or raise) a failure to write."""
-        if manifest is None or not manifest.pending:
-            return
-        count = manifest.pending
-        try:
-            manifest.flush()
-        except CapillaryError as exc:
-            if raise_errors:
-                raise
-            self.log.error("%s", exc)
-            return
-        self.log.info(
-            "Manifest %s: recorded %d upload(s), %d entries in all", manifest.label, count, manifest.size
+            log=self.log,
         )
 
     def _prepare_all(
@@ -307,25 +303,6 @@ class UploadImageOperator(BaseOperator):
             )
         results = [outcome.result for outcome in outcomes]
         return [r[0] for r in results], [r[1] for r in results]  # type: ignore[index]
-
-    def _unchanged(
-        self,
-        files: Sequence[SourceFile],
-        prepared: Sequence[PreparedUpload],
-        actions: Sequence[Action | None],
-        manifest: Manifest,
-        force: bool,
-    ) -> dict[int, dict[str, Any]]:
-        """Return the records of the unchanged files (from the manifest) and log the plan."""
-        kept = manifest.unchanged_records([f.source for f in files], prepared, actions)
-        self.log.info(
-            "Manifest %s: %s files, %s unchanged, %s to upload (%s new, %s changed)%s",
-            manifest.label,
-            *(f"{n:,}" for n in (len(files), len(kept), len(files) - len(kept))),
-            *(f"{sum(a == kind for a in actions):,}" for kind in ("new", "changed")),
-            ", force_upload" if force else "",
-        )
-        return kept
 
     def _upload_all(
         self,
@@ -389,25 +366,6 @@ class UploadImageOperator(BaseOperator):
         if batch or manifest is not None:
             progress.summary()
         return [(todo[o.index], o.error) for o in outcomes if o.result is None]
-
-    def _push(self, context: Context, uploaded: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
-        """Push XCom keys ``uploaded`` and ``file_handles`` (before the task may fail)."""
-        ti = context["ti"]
-        ti.xcom_push(key="uploaded", value=uploaded)
-        ti.xcom_push(key="file_handles", value={r["name"]: r["file_handle"] for r in records})
-
-    def _emit_asset_events(
-        self, context: Context, records: list[dict[str, Any]], *, with_actions: bool
-    ) -> None:
-        """Attach a compact summary of the catalogue to the event of every outlet asset."""
-        if not self.outlets:
-            return
-        from airflow.sdk import Asset
-
-        extra = asset_extra(records, conn_id=self.capillary_conn_id, with_actions=with_actions)
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra.update(extra)
 
 
 def _in_order(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
