@@ -29,6 +29,8 @@ def test_template_fields() -> None:
         "namespace",
         "content_type",
         "capillary_conn_id",
+        "manifest",
+        "force_upload",
     )
 
 
@@ -203,9 +205,11 @@ def test_dag_parse_imports_nothing_heavy() -> None:
             "airflow_capillary.exceptions",
             "airflow_capillary.links",
             "airflow_capillary.operators",
+            "airflow_capillary.operators._arguments",
             "airflow_capillary.operators._expand",
             "airflow_capillary.operators._pool",
             "airflow_capillary.operators._progress",
+            "airflow_capillary.operators._report",
             "airflow_capillary.operators.upload_image",
         ]
     )
