@@ -48,6 +48,43 @@ def _check(response: Any, name: str) -> None:
         raise RuntimeError(f"upload of {name} refused: {body.get('message')!r}")
 
 
+class ConnectionCounter:
+    """Counts the TCP connections urllib3 opens (what ``requests`` and the hook use) while installed.
+
+    Wraps ``urllib3.connection.HTTPConnection._new_conn``, which opens the socket of every HTTP and
+    HTTPS connection, reconnections of a pooled connection object included: nothing runs per
+    request, only per new socket, so the count costs the measured clients nothing. A context
+    manager that restores urllib3 afterwards (the inline runs of ``make test`` share the test
+    process).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        self._original: Callable[..., Any] | None = None
+
+    def __enter__(self) -> ConnectionCounter:
+        from urllib3.connection import HTTPConnection
+
+        original = HTTPConnection.__dict__["_new_conn"]
+        self._original = original
+
+        def new_conn(connection: Any) -> Any:
+            with self._lock:
+                self.count += 1
+            return original(connection)
+
+        HTTPConnection._new_conn = new_conn  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        from urllib3.connection import HTTPConnection
+
+        if self._original is not None:
+            HTTPConnection._new_conn = self._original  # type: ignore[method-assign]
+            self._original = None
+
+
 def _max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
 
@@ -252,29 +289,44 @@ def throughput(params: dict[str, Any]) -> dict[str, Any]:
 
     :param params: ``method``, ``paths``, ``warmup`` (optional), ``budget`` (optional), ``base_url``,
         ``basic``, ``verify``, ``workers``, ``source``.
-    :return: ``elapsed`` (s), ``cpu`` (s of this process) and ``count`` of the timed uploads.
+    :return: ``elapsed`` (s), ``cpu`` (s of this process) and ``count`` of the timed uploads, and
+        ``connections``: the TCP connections opened over the whole run, warm-up included.
     """
-    run = UPLOADERS[params["method"]](params)
-    if params.get("warmup"):
-        run(list(params["warmup"]))
-    paths = list(params["paths"])
-    budget = params.get("budget")
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    if not budget:
-        count = run(paths)
-        return {"elapsed": time.perf_counter() - t0, "cpu": time.process_time() - cpu0, "count": count}
-    done: list[int] = []
-    worker = threading.Thread(target=lambda: done.append(run(paths)), name="bench-uploads", daemon=True)
-    worker.start()
-    worker.join(timeout=float(budget))
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    if worker.is_alive():
-        # Out of time: report it and leave at once (the uploads still running are abandoned).
-        _emit({"elapsed": elapsed, "cpu": cpu, "count": None, "timed_out": True})
-        os._exit(0)
-    if not done:
-        raise RuntimeError("the uploads failed (see the traceback above)")
-    return {"elapsed": elapsed, "cpu": cpu, "count": done[0]}
+    with ConnectionCounter() as connections:
+        run = UPLOADERS[params["method"]](params)
+        if params.get("warmup"):
+            run(list(params["warmup"]))
+        paths = list(params["paths"])
+        budget = params.get("budget")
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if not budget:
+            count = run(paths)
+            return {
+                "elapsed": time.perf_counter() - t0,
+                "cpu": time.process_time() - cpu0,
+                "count": count,
+                "connections": connections.count,
+            }
+        done: list[int] = []
+        worker = threading.Thread(target=lambda: done.append(run(paths)), name="bench-uploads", daemon=True)
+        worker.start()
+        worker.join(timeout=float(budget))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        if worker.is_alive():
+            # Out of time: report it and leave at once (the uploads still running are abandoned).
+            _emit(
+                {
+                    "elapsed": elapsed,
+                    "cpu": cpu,
+                    "count": None,
+                    "timed_out": True,
+                    "connections": connections.count,
+                }
+            )
+            os._exit(0)
+        if not done:
+            raise RuntimeError("the uploads failed (see the traceback above)")
+        return {"elapsed": elapsed, "cpu": cpu, "count": done[0], "connections": connections.count}
 
 
 def _current_rss_bytes() -> int:

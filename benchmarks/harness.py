@@ -431,13 +431,16 @@ def airflow_home() -> Path:
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the environment of a child process: the repo importable, Airflow pointed at a temp home.
+    """Return the environment of a child process: this tree importable, Airflow pointed at a temp home.
 
     :param extra: more variables.
     :return: the environment.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    # This tree's provider and emulator first, ahead of the editable installs (``run.py --at``
+    # measures an exported revision with the venv of the checkout).
+    paths = (str(REPO_ROOT), str(REPO_ROOT / "emulator"), env.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.setdefault("AIRFLOW_HOME", str(airflow_home()))
     env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)

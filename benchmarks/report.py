@@ -1,17 +1,25 @@
-"""Writer of BENCHMARKS.md from the stored results of each case.
+"""Writer of BENCHMARKS.md and of README.md's headline block from the stored results of each case.
 
-``benchmarks/results.json`` keeps the latest result of every case with the date, command, mode and
-load of its run, so that ``run.py --cases 2`` refreshes case 2 without dropping the others; the
-report says when and how each case was measured.
+``benchmarks/results.json`` keeps the latest result of every case with the date, command, mode,
+revision and load of its run, so that ``run.py --cases 2`` refreshes case 2 without dropping the
+others; the report says when and how each case was measured. No figure is typed by hand: the
+report's and the README's numbers are formatted here from the stored results (each case module's
+``headline`` function words its own).
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cases import CASES
 from benchmarks.harness import CaseResult, Table, Verdict
+
+#: The README's block that :func:`replace_readme_block` rewrites lies between these lines.
+README_START = "<!-- bench:headline:start -->"
+README_END = "<!-- bench:headline:end -->"
 
 HEADER = """# Benchmarks
 
@@ -22,7 +30,7 @@ while ratios hold. Medians of repeated runs, with the spread (min-max). Everythi
 loopback against the local emulator (`python -m capillary_emulator`), each client in its
 own process, the emulator in another. `make test` runs every case at a tiny size
 (`tests/bench/test_bench_tiny.py`) so that none of them rots; those runs assert the shape of the
-results, never their timing.
+results and fail on a real regression of what each case measures (counted, never timed).
 """
 
 
@@ -118,3 +126,80 @@ def render(document: dict[str, Any], analysis: str = "") -> str:
         if case.get("notes"):
             parts.append("\n".join(f"- {note}" for note in case["notes"]) + "\n")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def headline(document: dict[str, Any]) -> str:
+    """Return the README's benchmark headline, every figure taken from the stored results.
+
+    :param document: the stored results.
+    :return: markdown (one paragraph, or a sentence saying that nothing was measured yet).
+    """
+    cases: dict[str, dict[str, Any]] = document.get("cases", {})
+    fragments = []
+    for number, case in cases.items():
+        module = CASES.get(int(number))
+        words = getattr(module, "headline", None)
+        if words is None or case.get("error"):
+            continue
+        text = words(case)
+        if text:
+            fragments.append(text)
+    if not fragments:
+        return "No benchmark has been run yet: `make bench` measures them."
+    runs = sorted({_short_revision(case["run"].get("revision")) for case in cases.values()})
+    machine = next(iter(cases.values()))["run"].get("machine", {})
+    cores = machine.get("Cores", "?")
+    missed = [
+        f"{v.target}: {_first_clause(v.detail)}"
+        for case in cases.values()
+        for v in _verdicts(case)
+        if v.met is False
+    ]
+    text = (
+        f"Headlines, measured side by side on a shared {cores}-core machine (revision "
+        f"{', '.join(runs)}; details in [BENCHMARKS.md](BENCHMARKS.md)): {'; '.join(fragments)}."
+    )
+    if missed:
+        text += f" Targets not met, explained there: {'; '.join(missed)}."
+    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
+
+
+def _first_clause(detail: str) -> str:
+    """Return ``detail`` up to its first ``;`` outside parentheses (the verdict's own figures)."""
+    depth = 0
+    for index, char in enumerate(detail):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == ";" and depth == 0:
+            return detail[:index]
+    return detail
+
+
+def _short_revision(revision: str | None) -> str:
+    if not revision:
+        return "not recorded"
+    commit, _, changes = revision.partition(" + ")
+    return f"{commit} with uncommitted changes" if changes else commit
+
+
+def replace_readme_block(readme: str, block: str, name: str = "README.md") -> str:
+    """Return ``readme`` with the text between :data:`README_START` and :data:`README_END` replaced.
+
+    :param readme: the README's text.
+    :param block: the new content (markdown, without the marker lines).
+    :param name: the file, for the error message.
+    :return: the new text.
+    :raises SystemExit: when the markers are missing, repeated or out of order.
+    """
+    lines = readme.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() == README_START]
+    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
+    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
+        raise SystemExit(
+            f"{name}: expected one line {README_START!r} and, after it, one line {README_END!r} "
+            f"around the benchmark headline (found {len(starts)} and {len(ends)})"
+        )
+    generated = (
+        "<!-- written by `make bench` (benchmarks/report.py) from benchmarks/results.json: "
+        "do not edit by hand -->\n" + block.rstrip("\n") + "\n"
+    )
+    return "".join(lines[: starts[0] + 1]) + generated + "".join(lines[ends[0] :])

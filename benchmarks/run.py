@@ -1,13 +1,16 @@
-"""Run the benchmarks of issue 6 and rewrite BENCHMARKS.md.
+"""Run the benchmarks and rewrite BENCHMARKS.md and the headline block of README.md.
 
 Usage (``make bench`` runs the first form)::
 
-    .venv/bin/python benchmarks/run.py [--quick] [--cases 1,2,...] [--repeats N] [--keep]
+    .venv/bin/python benchmarks/run.py [--quick] [--cases 1,2,...] [--repeats N] [--keep] [--at REV]
 
 ``--quick`` runs smaller sizes and fewer rounds (a few minutes); ``--cases`` runs only some cases
 and keeps the stored results of the others (``benchmarks/results.json``), each dated;
-``--render`` runs nothing and rewrites the report from the stored results and
-``benchmarks/analysis.md``.
+``--at REV`` measures the committed tree of a revision (exported with ``git archive``) instead of
+the working tree, so that no uncommitted change is measured; ``--render`` runs nothing and
+rewrites the report from the stored results and ``benchmarks/analysis.md``. Every figure of
+BENCHMARKS.md and of README.md's block between :data:`report.README_START` and
+:data:`report.README_END` comes from the stored results.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if __name__ == "__main__":  # run as a script: import the package from the repository root
-    sys.path[0] = str(REPO_ROOT)
+if __name__ == "__main__":  # run as a script: the provider and the emulator of this tree first
+    sys.path[0:1] = [str(REPO_ROOT), str(REPO_ROOT / "emulator")]
 
 from benchmarks import report  # noqa: E402
 from benchmarks.cases import CASES, size_of  # noqa: E402
@@ -31,7 +38,9 @@ from benchmarks.harness import CaseResult, load_average, machine_info, workspace
 
 DEFAULT_OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results.json"
-#: Hand-written analysis of the latest full run, included in the report when present.
+DEFAULT_README = REPO_ROOT / "README.md"
+#: What limits the results and what was tried (prose without figures: the figures are generated),
+#: included in the report when present.
 ANALYSIS = REPO_ROOT / "benchmarks" / "analysis.md"
 
 
@@ -48,10 +57,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="override the number of rounds of every case")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown report to rewrite")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="stored results (JSON)")
+    parser.add_argument(
+        "--readme", type=Path, default=DEFAULT_README, help="README whose headline block is rewritten"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directories")
     parser.add_argument(
         "--render", action="store_true", help="run nothing: rewrite the report from the stored results"
     )
+    parser.add_argument("--at", metavar="REV", help="measure the committed tree of REV, not the working tree")
+    # Set by --at for the run inside the exported tree: what to record as revision and command.
+    parser.add_argument("--revision", help=argparse.SUPPRESS)
+    parser.add_argument("--recorded-command", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -127,6 +143,98 @@ def revision() -> str:
     return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
+def export_revision(rev: str, destination: Path) -> str:
+    """Write the committed tree of ``rev`` into ``destination`` (``git archive``, no checkout touched).
+
+    :param rev: a revision git understands (``HEAD``, a hash, a tag).
+    :param destination: an empty directory.
+    :return: the abbreviated commit hash.
+    :raises SystemExit: when ``rev`` is not a commit of this repository.
+    """
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "--verify", f"{rev}^{{commit}}"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        archive = destination / "tree.tar"
+        subprocess.run(
+            ["git", "archive", "--format=tar", "-o", str(archive), commit], cwd=REPO_ROOT, check=True
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"--at {rev}: not a commit of {REPO_ROOT}: {exc}") from exc
+    with tarfile.open(archive) as tar:
+        tar.extractall(destination, filter="data")
+    archive.unlink()
+    return commit
+
+
+def run_at(rev: str, args_list: list[str], args: argparse.Namespace) -> int:
+    """Run the benchmarks of the committed tree of ``rev``, writing this checkout's report files.
+
+    The exported tree's own ``benchmarks/run.py`` runs with the exported provider and emulator first
+    on the import path (ahead of the editable installs of this checkout).
+
+    :param rev: the revision.
+    :param args_list: the command line given (recorded in the results).
+    :param args: the parsed options.
+    :return: the exit code of the run.
+    """
+    with tempfile.TemporaryDirectory(prefix="capillary-bench-tree-") as tree:
+        commit = export_revision(rev, Path(tree))
+        forwarded = _without_at(args_list)
+        command = [
+            sys.executable,
+            str(Path(tree) / "benchmarks" / "run.py"),
+            *forwarded,
+            "--output",
+            str(args.output.resolve()),
+            "--results",
+            str(args.results.resolve()),
+            "--readme",
+            str(args.readme.resolve()),
+            "--revision",
+            commit,
+            "--recorded-command",
+            _shown_command(args_list),
+        ]
+        print(f"measuring {commit} exported to {tree}", flush=True)
+        return subprocess.run(command, cwd=tree, env={**os.environ, "PYTHONPATH": ""}, check=False).returncode
+
+
+def _without_at(args_list: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in args_list:
+        if skip:
+            skip = False
+        elif arg == "--at":
+            skip = True
+        elif not arg.startswith("--at="):
+            kept.append(arg)
+    return kept
+
+
+def _shown_command(args_list: list[str]) -> str:
+    python = Path(sys.executable)
+    shown = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
+    return " ".join([str(shown), "benchmarks/run.py", *args_list])
+
+
+def write_reports(document: dict[str, Any], args: argparse.Namespace, analysis: str) -> None:
+    """Rewrite the markdown report and the README's headline block from the stored results.
+
+    :param document: the stored results.
+    :param args: the options (``output``, ``readme``).
+    :param analysis: the analysis prose.
+    """
+    args.output.write_text(report.render(document, analysis))
+    readme = args.readme.read_text()
+    args.readme.write_text(report.replace_readme_block(readme, report.headline(document), str(args.readme)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected cases and rewrite the report.
 
@@ -135,21 +243,21 @@ def main(argv: list[str] | None = None) -> int:
     """
     args_list = sys.argv[1:] if argv is None else argv
     args = parse_args(args_list)
+    if args.at:
+        return run_at(args.at, args_list, args)
     analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
     if args.render:
-        args.output.write_text(report.render(report.load_results(args.results), analysis))
-        print(f"wrote {args.output} from {args.results}", flush=True)
+        write_reports(report.load_results(args.results), args, analysis)
+        print(f"wrote {args.output} and the headline of {args.readme} from {args.results}", flush=True)
         return 0
     mode = args.size or ("quick" if args.quick else "full")
     numbers = selected_cases(args.cases)
     load_before = load_average()
-    measured = revision()
+    measured = args.revision or revision()
     results = run_cases(numbers, mode=mode, repeats=args.repeats, keep=args.keep)
-    python = Path(sys.executable)
-    shown = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
     run = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([str(shown), "benchmarks/run.py", *args_list]),
+        "command": args.recorded_command or _shown_command(args_list),
         "mode": mode,
         "revision": measured,
         "machine": machine_info(),
@@ -159,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     document = report.merge_results(report.load_results(args.results), results, run)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
-    args.output.write_text(report.render(document, analysis))
-    print(f"wrote {args.output} and {args.results}", flush=True)
+    write_reports(document, args, analysis)
+    print(f"wrote {args.output}, {args.results} and the headline of {args.readme}", flush=True)
     return 1 if any(result.error for result in results) else 0
 
 

@@ -147,8 +147,8 @@ def test_secrets_masker_does_not_grow_with_uploads(tmp_path: Path, monkeypatch: 
 
     The masker rebuilds one alternation regex of every registered secret on each new one, and
     runs it over every log line: registering each ``secureFilePath`` (or its per-URL signature)
-    makes a batch quadratic. Before 99271a4 the 100th registration of an emulator URL cost about
-    2 s, and the soak above did not finish in minutes.
+    makes a batch quadratic. Before 99271a4 every upload cost more than the one before, and the
+    soak above did not finish in minutes.
     """
     from airflow.sdk.log import _secrets_masker
     from capillary_emulator import CapillaryEmulator
