@@ -6,7 +6,24 @@ from typing import Any
 
 from airflow_capillary.exceptions import CapillaryConfigError
 
-__all__ = ["as_bool", "check_int", "check_seconds"]
+__all__ = ["HOOK_POLICY", "as_bool", "check_int", "check_seconds"]
+
+#: UploadImageOperator's arguments passed on to CapillaryFileHook when given (the task policy of
+#: ``airflow_capillary/settings.py``; ``namespace`` is passed always, ``max_connections`` comes
+#: from ``max_workers``).
+HOOK_POLICY = (
+    "timeout",
+    "rate_limit_per_minute",
+    "max_retries",
+    "retry_min_wait",
+    "retry_max_wait",
+    "retry_after_max",
+    "retry_on_500",
+    "retry_integrity_errors",
+    "check_content",
+    "allow_empty",
+    "max_file_size",
+)
 
 #: What a templated boolean may render to.
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})

@@ -26,6 +26,7 @@ __all__ = [
     "ExpandedSource",
     "SourceFile",
     "assign_names",
+    "expand_and_name",
     "expand_source",
     "has_image_extension",
 ]
@@ -155,6 +156,39 @@ def assign_names(
         names.append(f"{name_prefix or ''}{name}")
     _refuse_duplicates(files, names)
     return names
+
+
+def expand_and_name(
+    source: Any,
+    *,
+    file_name: str | None,
+    name_prefix: str | None,
+    rename: Callable[[str], str] | None,
+    log: Any,
+) -> tuple[ExpandedSource, list[str]]:
+    """Expand ``source``, name its files (:func:`assign_names`) and log one line of what was skipped.
+
+    :param source: the rendered ``source`` argument.
+    :param file_name: explicit name of a single-file source.
+    :param name_prefix: text put in front of every name.
+    :param rename: callable mapping a base name to a new name.
+    :param log: where the line of skipped non-image files goes.
+    :return: the expansion and the name of each file.
+    :raises CapillaryInvalidInputError: see :func:`expand_source` and :func:`assign_names`.
+    :raises CapillaryConfigError: see :func:`assign_names`.
+    """
+    expanded = expand_source(source)
+    names = assign_names(
+        expanded.files, file_name=file_name, name_prefix=name_prefix, rename=rename, single=expanded.single
+    )
+    if expanded.skipped:
+        log.info(
+            "Skipped %d non-image file(s): %s%s",
+            len(expanded.skipped),
+            ", ".join(expanded.skipped[:MAX_LISTED]),
+            ", ..." if len(expanded.skipped) > MAX_LISTED else "",
+        )
+    return expanded, names
 
 
 def _refuse_duplicates(files: Sequence[SourceFile], names: Sequence[str]) -> None:

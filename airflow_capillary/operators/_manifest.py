@@ -308,18 +308,29 @@ class Manifest:
         """
         return self.entries.get(entry_key(namespace, name))
 
-    def record(self, namespace: str, name: str, result: UploadedFile, *, source: str) -> None:
+    def decide(self, prepared: Any, path: Any, *, force: bool = False) -> Action:
+        """Hash a file's source (unless ``force``) and decide its action from its entry.
+
+        :param prepared: its prepared upload (``namespace``, ``file_name``).
+        :param path: its source (:func:`file_digest`).
+        :param force: ``force_upload``: no hash, every file with an entry is ``changed``.
+        :return: ``new``, ``changed`` or ``unchanged``.
+        :raises OSError: the source cannot be read.
+        """
+        digest = None if force else file_digest(path)
+        return action_for(self.get(prepared.namespace, prepared.file_name), digest)
+
+    def record(self, prepared: Any, result: UploadedFile, *, source: str) -> None:
         """Record a successful upload; write a checkpoint when one is due.
 
-        :param namespace: the namespace it was sent to.
-        :param name: the name it was sent as.
+        :param prepared: what was sent (its ``namespace`` and ``file_name`` make the key).
         :param result: the hook's result.
         :param source: the source label.
         :raises CapillaryError: a due checkpoint could not be written.
         """
         entry = entry_of(result, source=source, uploaded_at=self._now())
         with self._lock:
-            self._pending[entry_key(namespace, name)] = entry
+            self._pending[entry_key(prepared.namespace, prepared.file_name)] = entry
             self._since_write += 1
             due = self._since_write >= self.checkpoint_uploads or self._time_due()
         if due:

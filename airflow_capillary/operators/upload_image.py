@@ -11,8 +11,8 @@ from airflow.sdk import BaseOperator
 from airflow_capillary._redact import redact_url
 from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
 from airflow_capillary.links import LINK_ATTRIBUTE, CapillaryImageLink
-from airflow_capillary.operators._arguments import as_bool, check_int, check_seconds
-from airflow_capillary.operators._expand import MAX_LISTED, SourceFile, assign_names, expand_source
+from airflow_capillary.operators._arguments import HOOK_POLICY, as_bool, check_int, check_seconds
+from airflow_capillary.operators._expand import SourceFile, expand_and_name
 from airflow_capillary.operators._pool import BoundedPool, Outcome
 from airflow_capillary.operators._progress import UploadProgress
 from airflow_capillary.operators._report import (
@@ -79,6 +79,17 @@ class UploadImageOperator(BaseOperator):
         (templated; ``"true"``/``"false"`` renderings are accepted).
     :param manifest_checkpoint_uploads: write the manifest during a batch after this many uploads.
     :param manifest_checkpoint_seconds: ... or when this many seconds passed since the last write.
+    :param timeout: seconds per request, or a ``(connect, read)`` pair (default: the connection's).
+    :param rate_limit_per_minute: the API key's request limit (default: the connection's).
+    :param max_retries: retries after the first attempt of a request (default 5).
+    :param retry_min_wait: first backoff wait, seconds (default 1).
+    :param retry_max_wait: longest backoff wait, seconds (default 30).
+    :param retry_after_max: longest ``Retry-After`` honoured, seconds (default 120).
+    :param retry_on_500: retry HTTP 500 too (default ``False``).
+    :param retry_integrity_errors: upload again after an untrustworthy answer (default ``True``).
+    :param check_content: refuse files whose magic bytes disagree with the extension (default ``True``).
+    :param allow_empty: accept 0-byte files (default ``False``).
+    :param max_file_size: refuse larger files, bytes (default: no limit).
     :param kwargs: passed to :class:`~airflow.sdk.BaseOperator`.
     :return: for a single-file source, one record: ``UploadedFile.to_dict()`` plus ``source``
         (``name``, ``namespace``, ``version``, ``latest_version``, ``acl``, ``file_size``,
@@ -123,6 +134,17 @@ class UploadImageOperator(BaseOperator):
         force_upload: bool | str = False,
         manifest_checkpoint_uploads: int = DEFAULT_CHECKPOINT_UPLOADS,
         manifest_checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+        timeout: float | tuple[float, float] | None = None,
+        rate_limit_per_minute: float | None = None,
+        max_retries: int | None = None,
+        retry_min_wait: float | None = None,
+        retry_max_wait: float | None = None,
+        retry_after_max: float | None = None,
+        retry_on_500: bool | None = None,
+        retry_integrity_errors: bool | None = None,
+        check_content: bool | None = None,
+        allow_empty: bool | None = None,
+        max_file_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -149,6 +171,18 @@ class UploadImageOperator(BaseOperator):
         self.force_upload = force_upload
         self.manifest_checkpoint_uploads = manifest_checkpoint_uploads
         self.manifest_checkpoint_seconds = manifest_checkpoint_seconds
+        # Task policy for the hook (None: the default of airflow_capillary/settings.py).
+        self.timeout = timeout
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.max_retries = max_retries
+        self.retry_min_wait = retry_min_wait
+        self.retry_max_wait = retry_max_wait
+        self.retry_after_max = retry_after_max
+        self.retry_on_500 = retry_on_500
+        self.retry_integrity_errors = retry_integrity_errors
+        self.check_content = check_content
+        self.allow_empty = allow_empty
+        self.max_file_size = max_file_size
         self._pool: BoundedPool | None = None
         self._manifest: Manifest | None = None
 
@@ -157,8 +191,12 @@ class UploadImageOperator(BaseOperator):
         """The hook shared by every upload of this task (one session, one OAuth token)."""
         from airflow_capillary.hooks.file_service import CapillaryFileHook
 
+        policy = {name: getattr(self, name) for name in HOOK_POLICY}
         return CapillaryFileHook(
-            self.capillary_conn_id, namespace=self.namespace, max_connections=self.max_workers
+            self.capillary_conn_id,
+            namespace=self.namespace,
+            max_connections=self.max_workers,
+            **{name: value for name, value in policy.items() if value is not None},
         )
 
     def on_kill(self) -> None:
@@ -180,22 +218,14 @@ class UploadImageOperator(BaseOperator):
         :return: one record for a single-file source, else the list of records sorted by source.
         """
         force = as_bool(self.force_upload, "force_upload")
-        expanded = expand_source(self.source)
-        files = expanded.files
-        names = assign_names(
-            files,
+        expanded, names = expand_and_name(
+            self.source,
             file_name=self.file_name,
             name_prefix=self.name_prefix,
             rename=self.rename,
-            single=expanded.single,
+            log=self.log,
         )
-        if expanded.skipped:
-            self.log.info(
-                "Skipped %d non-image file(s): %s%s",
-                len(expanded.skipped),
-                ", ".join(expanded.skipped[:MAX_LISTED]),
-                ", ..." if len(expanded.skipped) > MAX_LISTED else "",
-            )
+        files = expanded.files
         if not files:
             if not self.allow_empty_source:
                 raise CapillaryInvalidInputError(
@@ -269,19 +299,13 @@ class UploadImageOperator(BaseOperator):
     ) -> tuple[list[PreparedUpload], list[Action | None]]:
         """Validate every file with the hook (no upload) and, with a manifest, hash it and decide
         its action; raise one error listing every bad file."""
-        from airflow_capillary.operators._manifest import action_for, file_digest
-
         hook = self.hook
-        hashing = manifest is not None and not force
+        hook.config  # noqa: B018 - a connection error is raised once, not listed for every file
 
         def prepare(index: int) -> tuple[PreparedUpload, Action | None]:
-            item = hook.prepare_upload(
-                files[index].path, file_name=names[index], content_type=self.content_type
-            )
-            if manifest is None:
-                return item, None
-            digest = file_digest(files[index].path) if hashing else None
-            return item, action_for(manifest.get(item.namespace, item.file_name), digest)
+            path = files[index].path
+            item = hook.prepare_upload(path, file_name=names[index], content_type=self.content_type)
+            return item, None if manifest is None else manifest.decide(item, path, force=force)
 
         assert self._pool is not None
         outcomes = self._pool.map(prepare, range(len(files)))
@@ -349,9 +373,7 @@ class UploadImageOperator(BaseOperator):
                     result.file_handle,
                 )
                 if manifest is not None:
-                    manifest.record(
-                        prepared[index].namespace, prepared[index].file_name, result, source=source
-                    )
+                    manifest.record(prepared[index], result, source=source)
             else:
                 self.log.warning("Failed to upload %s: %s", source, describe(outcome.error))
             progress.advance(size=prepared[index].size, ok=result is not None, action=action)

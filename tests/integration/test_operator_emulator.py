@@ -137,16 +137,12 @@ def test_renamed(capillary_conn: CapillaryEmulator, images: Path) -> None:
     assert set(pushed["file_handles"]) == {"diwali-A.PNG", "diwali-B.JPG", "diwali-C.WEBP"}
 
 
-def test_partial_failure_keeps_the_successes(
-    capillary_emulator: CapillaryEmulator, images: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CAPILLARY_DEFAULT", capillary_emulator.connection_uri(auth_type="basic", max_retries=0)
-    )
+def test_partial_failure_keeps_the_successes(capillary_conn: CapillaryEmulator, images: Path) -> None:
+    capillary_emulator = capillary_conn
     # One worker: the uploads go in source order, so a.png meets the 400 and b.jpg the 503.
     capillary_emulator.push_faults([Fault(status=400), Fault(status=503, headers={"Retry-After": "0"})])
     context: dict[str, Any] = {}
-    op = UploadImageOperator(task_id="up", source=str(images), max_workers=1)
+    op = UploadImageOperator(task_id="up", source=str(images), max_workers=1, max_retries=0)
     with pytest.raises(CapillaryBatchError, match=r"^2 of 3 files failed to upload \(1 uploaded") as info:
         run(op, context)
     uploaded = context["pushed"]["uploaded"]

@@ -83,6 +83,7 @@ class FakeHook:
         self.uploads: list[str] = []
         self.versions: dict[tuple[str, str], int] = {}
         self.closed = 0
+        self.config = None  # the operator reads it once before preparing the files
         self._lock = threading.Lock()
 
     def close(self) -> None:

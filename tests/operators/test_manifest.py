@@ -9,6 +9,7 @@ import threading
 import tracemalloc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -51,6 +52,11 @@ def manifest_at(path: Path, clocks: Clocks, **options: Any) -> Manifest:
     return Manifest.load(
         LocalManifestStore(path), clock=lambda: clocks.monotonic, now=lambda: clocks.wall, **options
     )
+
+
+def item(name: str) -> SimpleNamespace:
+    """What ``record`` needs of a prepared upload."""
+    return SimpleNamespace(namespace="rewards", file_name=name)
 
 
 def stored(path: Path) -> dict[str, Any]:
@@ -166,12 +172,12 @@ def test_load_refuses_a_bad_manifest(tmp_path: Path, clocks: Clocks) -> None:
 def test_checkpoint_every_n_uploads(tmp_path: Path, clocks: Clocks) -> None:
     path = tmp_path / "rewards.json"
     manifest = manifest_at(path, clocks, checkpoint_uploads=2, checkpoint_seconds=3600)
-    manifest.record("rewards", "a.png", uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
+    manifest.record(item("a.png"), uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
     assert (manifest.pending, path.exists()) == (1, False)
-    manifest.record("rewards", "b.png", uploaded_file("b.png", 2, sha256="b" * 64), source="/d/b.png")
+    manifest.record(item("b.png"), uploaded_file("b.png", 2, sha256="b" * 64), source="/d/b.png")
     assert (manifest.pending, manifest.writes, manifest.size) == (0, 1, 2)
     assert sorted(stored(path)) == ["rewards/a.png", "rewards/b.png"]
-    manifest.record("rewards", "c.png", uploaded_file("c.png", 3, sha256="c" * 64), source="/d/c.png")
+    manifest.record(item("c.png"), uploaded_file("c.png", 3, sha256="c" * 64), source="/d/c.png")
     assert (manifest.pending, manifest.writes) == (1, 1)
     assert manifest.flush() is True
     assert sorted(stored(path)) == ["rewards/a.png", "rewards/b.png", "rewards/c.png"]
@@ -183,19 +189,19 @@ def test_checkpoint_after_t_seconds_on_record_or_tick(tmp_path: Path, clocks: Cl
     manifest = manifest_at(path, clocks, checkpoint_uploads=100, checkpoint_seconds=30)
     manifest.tick()  # nothing pending
     clocks.advance(29)
-    manifest.record("rewards", "a.png", uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
+    manifest.record(item("a.png"), uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
     manifest.tick()
     assert manifest.writes == 0
     clocks.advance(1)
     manifest.tick()  # 30 s since the start, one upload pending
     assert (manifest.writes, sorted(stored(path))) == (1, ["rewards/a.png"])
     clocks.advance(10)
-    manifest.record("rewards", "b.png", uploaded_file("b.png", 1, sha256="b" * 64), source="/d/b.png")
+    manifest.record(item("b.png"), uploaded_file("b.png", 1, sha256="b" * 64), source="/d/b.png")
     clocks.advance(19)
     manifest.tick()
     assert manifest.writes == 1  # 29 s since the last write
     clocks.advance(1)
-    manifest.record("rewards", "c.png", uploaded_file("c.png", 1, sha256="c" * 64), source="/d/c.png")
+    manifest.record(item("c.png"), uploaded_file("c.png", 1, sha256="c" * 64), source="/d/c.png")
     assert (manifest.writes, sorted(stored(path))) == (2, ["rewards/a.png", "rewards/b.png", "rewards/c.png"])
 
 
@@ -203,15 +209,13 @@ def test_each_write_merges_what_another_writer_stored(tmp_path: Path, clocks: Cl
     path = tmp_path / "rewards.json"
     first = manifest_at(path, clocks, checkpoint_uploads=1)
     second = manifest_at(path, clocks, checkpoint_uploads=1)
-    first.record("rewards", "a.png", uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
+    first.record(item("a.png"), uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
     clocks.advance(1)
-    second.record("rewards", "b.png", uploaded_file("b.png", 1, sha256="b" * 64), source="/d/b.png")
+    second.record(item("b.png"), uploaded_file("b.png", 1, sha256="b" * 64), source="/d/b.png")
     clocks.advance(1)
-    second.record(
-        "rewards", "a.png", uploaded_file("a.png", 1, version=2, sha256="d" * 64), source="/e/a.png"
-    )
+    second.record(item("a.png"), uploaded_file("a.png", 1, version=2, sha256="d" * 64), source="/e/a.png")
     clocks.advance(1)
-    first.record("rewards", "c.png", uploaded_file("c.png", 1, sha256="c" * 64), source="/d/c.png")
+    first.record(item("c.png"), uploaded_file("c.png", 1, sha256="c" * 64), source="/d/c.png")
     entries = stored(path)
     assert sorted(entries) == ["rewards/a.png", "rewards/b.png", "rewards/c.png"]
     assert (entries["rewards/a.png"]["version"], entries["rewards/a.png"]["source"]) == (2, "/e/a.png")
@@ -222,7 +226,7 @@ def test_a_failed_write_keeps_the_uploads_pending_and_names_the_manifest(
 ) -> None:
     path = tmp_path / "rewards.json"
     manifest = manifest_at(path, clocks, checkpoint_uploads=10)
-    manifest.record("rewards", "a.png", uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
+    manifest.record(item("a.png"), uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
 
     def full(self: Any, data: bytes) -> None:
         raise OSError(28, "No space left on device")
@@ -243,7 +247,7 @@ def test_a_failed_write_keeps_the_uploads_pending_and_names_the_manifest(
 def test_flush_without_wait_leaves_a_running_write_to_finish(tmp_path: Path, clocks: Clocks) -> None:
     path = tmp_path / "rewards.json"
     manifest = manifest_at(path, clocks, checkpoint_uploads=10)
-    manifest.record("rewards", "a.png", uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
+    manifest.record(item("a.png"), uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
     manifest._writing.acquire()  # a write in progress (as when on_kill interrupts one)
     try:
         assert manifest.flush(wait=False) is False
@@ -257,7 +261,7 @@ def test_flush_without_wait_leaves_a_running_write_to_finish(tmp_path: Path, clo
 def test_a_document_corrupted_meanwhile_stops_the_write(tmp_path: Path, clocks: Clocks) -> None:
     path = tmp_path / "rewards.json"
     manifest = manifest_at(path, clocks, checkpoint_uploads=10)
-    manifest.record("rewards", "a.png", uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
+    manifest.record(item("a.png"), uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
     path.write_text("garbage")
     with pytest.raises(CapillaryInvalidInputError, match=rf"^manifest '{path}' is not valid JSON"):
         manifest.flush()
@@ -283,7 +287,7 @@ def test_concurrent_threads_lose_no_entry(tmp_path: Path) -> None:
         start.wait()
         for index in range(25):
             name = f"w{worker}-{index:02d}.png"
-            manifest.record("rewards", name, uploaded_file(name, 1, sha256="a" * 64), source=name)
+            manifest.record(item(name), uploaded_file(name, 1, sha256="a" * 64), source=name)
 
     threads = [threading.Thread(target=writer, args=(worker,)) for worker in range(4)]
     for thread in threads:

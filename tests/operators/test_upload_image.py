@@ -13,6 +13,7 @@ from airflow.sdk import Asset
 from airflow_capillary.exceptions import (
     CapillaryAuthError,
     CapillaryBatchError,
+    CapillaryConfigError,
     CapillaryInvalidInputError,
     FailedUpload,
 )
@@ -250,3 +251,56 @@ def test_asset_event_extra_carries_the_summary(images: Path, fake_hook: FakeHook
         "total_bytes": (images / "a.png").stat().st_size,
         "files": [{"name": "a.png", "namespace": "rewards", "file_handle": "handle-a.png", "version": 1}],
     }
+
+
+def test_task_policy_arguments_reach_the_hook_when_given(
+    images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def build(*args: Any, **kwargs: Any) -> FakeHook:
+        built.append((args, kwargs))
+        return FakeHook()
+
+    monkeypatch.setattr("airflow_capillary.hooks.file_service.CapillaryFileHook", build)
+    policy: dict[str, Any] = {
+        "timeout": (3.0, 30.0),
+        "rate_limit_per_minute": 100.0,
+        "max_retries": 0,
+        "retry_min_wait": 0.5,
+        "retry_max_wait": 2.0,
+        "retry_after_max": 10.0,
+        "retry_on_500": True,
+        "retry_integrity_errors": False,
+        "check_content": False,
+        "allow_empty": True,
+        "max_file_size": 1024,
+    }
+    op = UploadImageOperator(task_id="up", source=str(images), namespace="promo", max_workers=3, **policy)
+    assert {name: getattr(op, name) for name in policy} == policy
+    op.execute(make_context())
+    assert built == [(("capillary_default",), {"namespace": "promo", "max_connections": 3, **policy})]
+    built.clear()
+    UploadImageOperator(task_id="up", source=str(images), max_retries=2).execute(make_context())
+    assert built == [(("capillary_default",), {"namespace": None, "max_connections": 8, "max_retries": 2})]
+
+
+def test_a_connection_error_is_raised_once_before_any_file_is_prepared(images: Path, mocker: Any) -> None:
+    class BrokenHook(FakeHook):
+        @property
+        def config(self) -> Any:
+            raise CapillaryConfigError(
+                "connection 'capillary_default': extra 'max_retries' moved to the task"
+            )
+
+        @config.setter
+        def config(self, value: Any) -> None:
+            pass
+
+    hook = BrokenHook()
+    mocker.patch.object(UploadImageOperator, "hook", new=hook)
+    with pytest.raises(
+        CapillaryConfigError, match=r"^connection 'capillary_default': extra 'max_retries' moved"
+    ):
+        UploadImageOperator(task_id="up", source=str(images)).execute(make_context())
+    assert (hook.prepared, hook.uploads) == ([], [])
