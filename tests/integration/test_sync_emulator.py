@@ -49,6 +49,15 @@ def versions(emu: CapillaryEmulator) -> dict[str, list[int]]:
     return stored
 
 
+def refusal(manifest: Path, problem: str) -> str:
+    """The whole message of a manifest that cannot be used."""
+    return (
+        f"manifest '{manifest}' {problem}. Nothing was uploaded: a manifest that cannot be used is never "
+        "taken as empty (that would upload every file again as a new version); fix it, or move it away to "
+        "start over"
+    )
+
+
 def sync(images: Path, manifest: Path, **kwargs: Any) -> list[dict[str, Any]]:
     op = UploadImageOperator(
         task_id="sync", source=str(images), manifest=str(manifest), max_workers=3, **kwargs
@@ -143,11 +152,7 @@ def test_a_bad_manifest_fails_with_no_request_at_all(
     manifest.write_bytes(content)
     with pytest.raises(CapillaryInvalidInputError) as info:
         sync(images, manifest)
-    assert str(info.value) == (
-        f"manifest '{manifest}' {problem}. Nothing was uploaded: a manifest that cannot be used is never "
-        "taken as empty (that would upload every file again as a new version); fix it, or move it away to "
-        "start over"
-    )
+    assert str(info.value) == refusal(manifest, problem)
     assert capillary_conn.requests() == []
     assert manifest.read_bytes() == content
 
@@ -159,11 +164,7 @@ def test_an_unwritable_manifest_fails_with_no_request_at_all(
     manifest = tmp_path / "state" / "rewards.json"
     with pytest.raises(CapillaryInvalidInputError) as info:
         sync(images, manifest)
-    assert str(info.value) == (
-        f"manifest '{manifest}' cannot be read or written (a part of its path is a file). Nothing was "
-        "uploaded: a manifest that cannot be used is never taken as empty (that would upload every file "
-        "again as a new version); fix it, or move it away to start over"
-    )
+    assert str(info.value) == refusal(manifest, "cannot be read or written (a part of its path is a file)")
     assert capillary_conn.requests() == []
 
 
