@@ -290,7 +290,7 @@ def run(*, full: bool) -> int:
     (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
     for removed in prune_stale_copies():
         print(f"mutation: removed stale mutants/{removed}")
-    print(f"mutation: {mark_for_retest()} survivors of the last run will be tried again")
+    print(f"mutation: {mark_for_retest()} mutants the last run did not kill will be tried again")
     before = result_fingerprints()
     revision = current_revision()
     started = time.monotonic()
