@@ -8,6 +8,7 @@ talks to Capillary, and the object-storage layer is only imported when a URI is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -279,8 +280,19 @@ def _expand_storage(entry: Any, text: str) -> Iterable[tuple[SourceFile, bool]]:
     if _has_glob(text):
         scheme, _, rest = text.partition("://")
         base, pattern = _split_glob(rest.split("/"))
-        return _list(_storage_path(None, f"{scheme}://{'/'.join(base)}"), pattern, _storage_file, text)
-    return _list(_storage_path(entry, text), None, _storage_file, text)
+        return _list(
+            _fresh(_storage_path(None, f"{scheme}://{'/'.join(base)}")), pattern, _storage_file, text
+        )
+    return _list(_fresh(_storage_path(entry, text)), None, _storage_file, text)
+
+
+def _fresh(path: ObjectStoragePath) -> ObjectStoragePath:
+    """Forget what the file system cached of ``path`` (s3fs keeps listings, with each object's ETag,
+    for the life of the process): a sync must see the objects as they are now, and reading an
+    object that changed since it was cached fails with ``FileExpired``."""
+    with contextlib.suppress(Exception):  # not every file system has a cache
+        path.fs.invalidate_cache(path.path)
+    return path
 
 
 def _list(

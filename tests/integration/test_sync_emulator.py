@@ -49,7 +49,7 @@ def versions(emu: CapillaryEmulator) -> dict[str, list[int]]:
     return stored
 
 
-def refusal(manifest: Path, problem: str) -> str:
+def refusal(manifest: Path | str, problem: str) -> str:
     """The whole message of a manifest that cannot be used."""
     return (
         f"manifest '{manifest}' {problem}. Nothing was uploaded: a manifest that cannot be used is never "
