@@ -9,7 +9,7 @@ progress live in :mod:`airflow_capillary.verification`; this module is the Airfl
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,8 +20,9 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_capillary._redact import redact_records, redact_text, register_url_credentials
 from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
 from airflow_capillary.triggers.file_service import EVENT_STATUSES, CapillaryFileTrigger
-from airflow_capillary.verification.rounds import ClientSettings, Failure, VerificationState
-from airflow_capillary.verification.rules import CHECKS, expected_files, flatten_files
+from airflow_capillary.verification.rounds import Failure, VerificationState
+from airflow_capillary.verification.rules import CHECKS, expected_files
+from airflow_capillary.verification.storage import ClientSettings
 
 try:  # Airflow >= 3.2
     from airflow.sdk.exceptions import AirflowSensorTimeout  # type: ignore[attr-defined,unused-ignore]
@@ -120,6 +121,7 @@ class CapillaryFileSensor(BaseSensorOperator):
         self._single = False
         self._state: VerificationState | None = None
         self._flattened: tuple[list[Mapping[str, Any]], bool] | None = None
+        self._deadline: float | None = None  # the timeout, as wall-clock time, once executing
 
     @cached_property
     def hook(self) -> CapillaryFileHook:
@@ -130,7 +132,8 @@ class CapillaryFileSensor(BaseSensorOperator):
 
     @cached_property
     def client_settings(self) -> ClientSettings:
-        """TLS, timeout, proxy and ``Retry-After`` settings of the connection (no credentials)."""
+        """Origin policy, TLS, timeout, proxy and ``Retry-After`` settings of the connection (no
+        credentials)."""
         return ClientSettings.from_hook(self.hook)
 
     def execute(self, context: Context) -> Any:
@@ -140,6 +143,7 @@ class CapillaryFileSensor(BaseSensorOperator):
         :return: the verified records (see the class docstring).
         """
         started = time.time()
+        self._deadline = started + self.timeout
         self._prepare()
         if not self.deferrable:
             return super().execute(context)
@@ -150,7 +154,7 @@ class CapillaryFileSensor(BaseSensorOperator):
         self.defer(
             trigger=CapillaryFileTrigger(
                 records=[dict(r) for r in self._records],
-                deadline=started + self.timeout,
+                deadline=self._deadline,
                 check=self.check,
                 conn_id=self.capillary_conn_id,
                 poll_interval=self.poke_interval,
@@ -183,7 +187,7 @@ class CapillaryFileSensor(BaseSensorOperator):
 
     def _prepare(self) -> None:
         records, self._single = self._flattened or flatten_files(self.files)
-        files = expected_files(records, self.check)
+        files = expected_files(records, self.check, self.client_settings.policy)
         self._records = records
         self._state = VerificationState(files, self.check, self.max_consecutive_failures)
         if self._flattened is None:  # not rendered by Airflow (e.g. execute() called directly)
@@ -197,7 +201,9 @@ class CapillaryFileSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Fetch every file not verified yet (one round of :mod:`airflow_capillary.verification.rounds`).
+        """Fetch every file not verified yet: one round of :mod:`airflow_capillary.verification.rounds`,
+        cut at the sensor's timeout (a request still in flight then is a wait, and Airflow fails the
+        sensor with its timeout).
 
         :param context: the task context.
         :return: done (with the verified records as XCom value) or not yet.
@@ -207,7 +213,7 @@ class CapillaryFileSensor(BaseSensorOperator):
             self._prepare()
         assert self._state is not None
         state = self._state
-        waiting = state.run_round_sync(self.client_settings, self.max_workers)
+        waiting = state.run_round_sync(self.client_settings, self.max_workers, self._deadline)
         if state.failure is not None:
             raise state.failure.to_exception(self.capillary_conn_id)
         if state.done:
@@ -267,6 +273,40 @@ class CapillaryFileSensor(BaseSensorOperator):
     def _output(self, records: Sequence[Mapping[str, Any]]) -> Any:
         out = [dict(r) if self.include_secure_url else {**r, "secure_file_path": None} for r in records]
         return out[0] if self._single and len(out) == 1 else out
+
+
+def flatten_files(files: Any) -> tuple[list[Mapping[str, Any]], bool]:
+    """Flatten the sensor's ``files`` into a list of records.
+
+    Accepts one record, a list of records, or the lazy sequence a mapped upload task returns
+    (whose items are records or lists of records).
+
+    :param files: the rendered ``files`` argument.
+    :return: the records in input order, and whether the input was a single record.
+    :raises CapillaryInvalidInputError: not records (e.g. a string from non-native templating).
+    """
+    if isinstance(files, Mapping):
+        return [files], True
+    if isinstance(files, (str, bytes)):
+        raise CapillaryInvalidInputError(
+            "files rendered to a string, not upload records: pass the upload task's output "
+            "(e.g. upload.output) or set render_template_as_native_obj=True on the DAG"
+        )
+    records: list[Mapping[str, Any]] = []
+    _flatten_into(files, records, "files")
+    return records, False
+
+
+def _flatten_into(value: Any, out: list[Mapping[str, Any]], where: str) -> None:
+    if isinstance(value, Mapping):
+        out.append(value)
+    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        for position, item in enumerate(value):
+            _flatten_into(item, out, f"{where}[{position}]")
+    else:
+        raise CapillaryInvalidInputError(
+            f"{where} is a {type(value).__name__}, not an upload record (a dict from UploadImageOperator)"
+        )
 
 
 def _describe(event: Any) -> str:

@@ -21,8 +21,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_capillary._redact import redact_records, redact_text, register_url_credentials
 from airflow_capillary.exceptions import CapillaryError
-from airflow_capillary.verification.rounds import ClientSettings, Failure, VerificationState
+from airflow_capillary.verification.rounds import Failure, VerificationState
 from airflow_capillary.verification.rules import expected_files
+from airflow_capillary.verification.storage import ClientSettings
 
 __all__ = ["EVENT_STATUSES", "CapillaryFileTrigger"]
 
@@ -111,7 +112,8 @@ class CapillaryFileTrigger(BaseTrigger):
         return self.repr(classpath, {**kwargs, "records": redact_records(kwargs["records"])})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Run rounds every ``poll_interval`` until all files pass, one fails, or the deadline.
+        """Run rounds every ``poll_interval`` until all files pass, one fails, or the deadline
+        passes (it also cuts a round in progress: a slow or endless answer ends with it).
 
         :return: an async iterator of exactly one :class:`TriggerEvent`.
         """
@@ -134,10 +136,10 @@ class CapillaryFileTrigger(BaseTrigger):
         return ClientSettings.from_hook(CapillaryFileHook(self.conn_id))
 
     async def _verify_all(self) -> dict[str, Any]:
-        files = expected_files(self.records, self.check)
-        state = VerificationState(files, self.check, self.max_consecutive_failures, self.verified)
         # The connection is read here, in the triggerer, in a thread (it may ask the supervisor).
         settings = await asyncio.to_thread(self._client_settings)
+        files = expected_files(self.records, self.check, settings.policy)
+        state = VerificationState(files, self.check, self.max_consecutive_failures, self.verified)
         async with settings.client() as client:
             waiting: list[str] = []
             if self.not_before is not None:
@@ -145,22 +147,24 @@ class CapillaryFileTrigger(BaseTrigger):
                 if delay > 0:
                     await asyncio.sleep(delay)
             while True:
-                if state.pending:
-                    waiting = await state.run_round(client, settings, self.max_workers)
-                    if state.failure is not None:
-                        return state.failure.to_event()
                 if state.done:
                     self.log.info("all %d file(s) are served intact", len(files))
                     return {"status": "success", "verified": len(files)}
                 remaining = self.deadline - time.time()
                 if remaining <= 0:
                     names = ", ".join(repr(f.name) for f in state.pending[:10])
+                    last = f"last answers: {'; '.join(waiting[:5])}" if waiting else "no check ran before it"
                     return {
                         "status": "timeout",
                         "message": f"{len(state.pending)} file(s) not verified before the sensor's "
-                        f"timeout: {names}; last answers: {'; '.join(waiting[:5])}",
+                        f"timeout: {names}; {last}",
                     }
-                wait = state.next_wait(self.poll_interval, remaining)
+                waiting = await state.run_round(client, settings, self.max_workers, self.deadline)
+                if state.failure is not None:
+                    return state.failure.to_event()
+                if state.done:
+                    continue
+                wait = state.next_wait(self.poll_interval, self.deadline - time.time())
                 self.log.info(
                     "%d of %d file(s) not verified yet; next check in %.1f s: %s",
                     len(state.pending),

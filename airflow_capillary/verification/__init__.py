@@ -9,8 +9,9 @@ this package; one check of a file reads, in order:
   deadline, consecutive failures);
 * :mod:`~airflow_capillary.verification.rules`: what a record promises and what one answer of the
   storage means (no I/O);
-* :mod:`~airflow_capillary.verification.origins`: which origins may be fetched (also applied by
-  the hook to the secure URL of an upload answer).
+* :mod:`~airflow_capillary.verification.storage`: how the storage may be reached, built once per
+  sensor or trigger: the origin policy (also applied by the hook to the secure URL of an upload
+  answer) and the client's TLS, timeout and proxy settings.
 """
 
 from __future__ import annotations

@@ -6,23 +6,22 @@ and records the verdicts in a :class:`VerificationState` (verified files, consec
 file, the longest ``Retry-After``, the first failure). The sensor runs one round per poke
 (:meth:`VerificationState.run_round_sync`); the trigger runs rounds until every file is verified,
 one fails, or its deadline passes. Both use the same asynchronous client
-(:class:`ClientSettings`), so the request, its redirects and the read of the body are written once.
+(:class:`~airflow_capillary.verification.storage.ClientSettings`), so the request, its redirects
+(each checked against the origin policy) and the bounded read of the body are written once, and
+a deadline bounds a round in progress, not only the waits between rounds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
-import logging
-import os
-import ssl
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
-from airflow_capillary._redact import redact_url
+from airflow_capillary._redact import redact_text
 from airflow_capillary.exceptions import (
     CapillaryConfigError,
     CapillaryError,
@@ -32,36 +31,28 @@ from airflow_capillary.exceptions import (
     CapillaryServiceUnavailableError,
     CapillaryVerificationError,
 )
-from airflow_capillary.verification.rules import (
-    AnswerJudge,
-    ExpectedFile,
-    Verdict,
-    judge_transport_error,
-    request_headers,
-)
-
-if TYPE_CHECKING:
-    from airflow_capillary.hooks.file_service import CapillaryFileHook
+from airflow_capillary.verification.rules import AnswerJudge, ExpectedFile, Verdict, url_secrets
+from airflow_capillary.verification.storage import ClientSettings
 
 __all__ = [
     "CHUNK_SIZE",
-    "DEFAULT_RETRY_AFTER_MAX",
     "ERROR_KINDS",
-    "ClientSettings",
+    "MAX_REDIRECTS",
+    "REDIRECT_STATUSES",
     "Failure",
     "VerificationState",
-    "client_kwargs",
+    "judge_transport_error",
     "kind_of",
     "probe",
-    "run_sync",
+    "redirect_refused",
+    "request_headers",
 ]
-
-T = TypeVar("T")
 
 #: Size of the chunks in which a body is hashed.
 CHUNK_SIZE = 256 * 1024
-#: Default longest ``Retry-After`` honoured (the connection's ``retry_after_max``).
-DEFAULT_RETRY_AFTER_MAX = 120.0
+#: Redirects followed at most for one file (each to an allowed origin).
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Error kinds carried by trigger events and the exception each one raises. :func:`kind_of` walks
 #: it in order and takes the first class the exception is an instance of, so a subclass comes
 #: before its base and ``internal`` (the base of them all) comes last.
@@ -146,123 +137,89 @@ class Failure:
         return {"status": "error", **dataclasses.asdict(self)}
 
 
-@dataclasses.dataclass(frozen=True)
-class ClientSettings:
-    """How the storage behind the secure URLs is reached: the connection's TLS, timeout and proxy
-    settings and its ``Retry-After`` cap. Never its credentials or static headers: they are for
-    Capillary's API, not for the storage.
+def request_headers(check: str) -> dict[str, str]:
+    """Headers of the verification ``GET``: the stored bytes as they are (no content coding), and
+    a one-byte range in size mode. ``GET`` with a range rather than ``HEAD``: an S3 pre-signed URL is
+    signed for one method, and Capillary's ``secureFilePath`` is signed for ``GET`` (real S3 refuses
+    ``HEAD`` on it with 403).
 
-    :param verify: TLS verification: a bool or the path of a CA bundle.
-    :param timeout: ``(connect, read)`` in seconds.
-    :param proxies: requests-style proxies (may hold credentials: kept out of ``repr``).
-    :param retry_after_max: longest ``Retry-After`` honoured, in seconds.
+    :param check: ``"size"`` or ``"sha256"``.
+    :return: the headers (never any Capillary credential: the URL carries its own signature).
     """
-
-    verify: bool | str = True
-    timeout: tuple[float, float] = (60.0, 60.0)
-    proxies: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
-    retry_after_max: float = DEFAULT_RETRY_AFTER_MAX
-
-    @classmethod
-    def from_hook(cls, hook: CapillaryFileHook) -> ClientSettings:
-        """The settings of the hook's connection.
-
-        :param hook: the hook (only its resolved ``config`` is read).
-        :return: the settings.
-        :raises CapillaryConfigError: the connection is misconfigured.
-        """
-        config = hook.config
-        connect, read = config.timeout
-        return cls(
-            verify=config.verify,
-            timeout=(float(connect), float(read)),
-            proxies=dict(config.proxies or {}),
-            retry_after_max=float(config.retry_after_max),
-        )
-
-    def client(self) -> httpx.AsyncClient:
-        """A new client with these settings (see :func:`client_kwargs`).
-
-        :return: the client; close it (``async with``).
-        :raises CapillaryConfigError: ``verify`` names a CA bundle that does not exist here.
-        """
-        return httpx.AsyncClient(**client_kwargs(self))
+    identity = {"Accept-Encoding": "identity"}
+    return {**identity, "Range": "bytes=0-0"} if check == "size" else identity
 
 
-class _RedactUrlFilter(logging.Filter):
-    """Redact the pre-signed URL in httpx's own ``HTTP Request: GET <url> ...`` INFO line."""
+def judge_transport_error(expected: ExpectedFile, exc: BaseException, urls: Sequence[str] = ()) -> Verdict:
+    """Decide after a request raised instead of answering.
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
-        return True
-
-
-def client_kwargs(settings: ClientSettings) -> dict[str, Any]:
-    """Keyword arguments of the ``httpx.AsyncClient`` for ``settings``.
-
-    Also makes sure httpx's own request log line never shows a signature (see ``redact_url``).
-
-    :param settings: the settings.
-    :return: ``verify``, ``timeout``, ``follow_redirects`` and, with proxies, ``mounts``.
-    :raises CapillaryConfigError: ``verify`` names a CA bundle that does not exist here.
+    :param expected: the file.
+    :param exc: the exception (an ``httpx`` error, usually).
+    :param urls: the URLs requested (the secure URL and the redirects followed): masked.
+    :return: wait (transient) for timeouts, network and protocol errors; fail for anything else
+        (an unsupported scheme, an invalid URL).
     """
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactUrlFilter) for f in logger.filters):
-        logger.addFilter(_RedactUrlFilter())
-    verify: bool | ssl.SSLContext = True
-    value = settings.verify
-    if isinstance(value, str):
-        if not os.path.exists(value):
-            raise CapillaryConfigError(
-                f"verify: the CA bundle {value!r} does not exist on this machine (with deferrable=True "
-                "the triggerer needs it too)"
-            )
-        verify = (
-            ssl.create_default_context(capath=value)
-            if os.path.isdir(value)
-            else ssl.create_default_context(cafile=value)
-        )
-    else:
-        verify = bool(value)
-    connect, read = settings.timeout
-    kwargs: dict[str, Any] = {
-        "verify": verify,
-        "timeout": httpx.Timeout(read, connect=connect),
-        "follow_redirects": True,
-    }
-    if settings.proxies:
-        kwargs["mounts"] = {
-            (key if "://" in key else f"{key}://"): httpx.AsyncHTTPTransport(proxy=url, verify=verify)
-            for key, url in settings.proxies.items()
-            if url
-        }
-    return kwargs
+    text = redact_text(f"{type(exc).__name__}: {exc}", url_secrets([expected.url, *urls]))
+    transient = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+    if isinstance(exc, transient):
+        return Verdict("wait", f"{expected.label}: {text}; waiting", transient=True)
+    return Verdict("fail", f"{expected.label}: the request failed: {text}", kind="rejected")
+
+
+def redirect_refused(expected: ExpectedFile, status: int | None, reason: str) -> Verdict:
+    """Decide after a redirect that is not followed.
+
+    :param expected: the file.
+    :param status: the redirect's HTTP status (``None`` when there were too many).
+    :param reason: why (names the target's origin, never its path or query).
+    :return: fail (``rejected``).
+    """
+    if status is None:
+        return Verdict("fail", f"{expected.label}: {reason}", "rejected")
+    answered = f"the storage answered HTTP {status} with a redirect that is not followed"
+    return Verdict("fail", f"{expected.label}: {answered}: {reason}", "rejected", status)
 
 
 async def probe(
-    client: httpx.AsyncClient, expected: ExpectedFile, check: str, retry_after_cap: float
+    client: httpx.AsyncClient, expected: ExpectedFile, check: str, settings: ClientSettings
 ) -> Verdict:
     """Fetch one secure URL and judge the answer.
 
-    :param client: the round's client.
+    Redirects are followed here, hop by hop (at most :data:`MAX_REDIRECTS`), each ``Location``
+    checked against the origin policy first. The body is read raw (``Accept-Encoding: identity``:
+    the bytes the storage holds, never a decompressed stream of unknown size) and only as far as
+    the judge wants: the expected size plus one byte.
+
+    :param client: the round's client (it follows no redirect itself).
     :param expected: the file.
     :param check: ``"size"`` or ``"sha256"``.
-    :param retry_after_cap: longest ``Retry-After`` honoured.
+    :param settings: the client's settings (origin policy, ``Retry-After`` cap).
     :return: the final verdict.
     """
-    judge = AnswerJudge(expected, check, retry_after_cap)
+    judge = AnswerJudge(expected, check, settings.retry_after_max)
+    url = expected.url
     try:
-        async with client.stream("GET", expected.url, headers=request_headers(check)) as response:
-            verdict = judge.on_headers(response.status_code, response.headers)
-            if verdict is not None:
-                return verdict
-            async for chunk in response.aiter_bytes(CHUNK_SIZE):
-                if not judge.feed(chunk):
-                    break
-            return judge.finish()
-    except httpx.HTTPError as exc:
-        return judge_transport_error(expected, exc)
+        for _ in range(MAX_REDIRECTS + 1):
+            async with client.stream("GET", url, headers=request_headers(check)) as response:
+                location = response.headers.get("Location")
+                if response.status_code in REDIRECT_STATUSES and location:
+                    target = str(response.url.join(location))
+                    refusal = settings.policy.redirect_refusal(url, target)
+                    if refusal is not None:
+                        return redirect_refused(expected, response.status_code, refusal)
+                    url = target
+                    judge.urls.append(url)
+                    continue
+                verdict = judge.on_headers(response.status_code, response.headers)
+                if verdict is not None:
+                    return verdict
+                async for chunk in response.aiter_raw(CHUNK_SIZE):
+                    if not judge.feed(chunk):
+                        break
+                return judge.finish()
+        return redirect_refused(expected, None, f"the storage redirected more than {MAX_REDIRECTS} times")
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return judge_transport_error(expected, exc, judge.urls)
 
 
 class VerificationState:
@@ -302,36 +259,57 @@ class VerificationState:
         return not self.pending
 
     async def run_round(
-        self, client: httpx.AsyncClient, settings: ClientSettings, max_workers: int
+        self,
+        client: httpx.AsyncClient,
+        settings: ClientSettings,
+        max_workers: int,
+        deadline: float | None = None,
     ) -> list[str]:
         """Fetch every pending file (at most ``max_workers`` at once) and record the verdicts.
 
         :param client: the client (from :meth:`ClientSettings.client`).
-        :param settings: the client's settings (the ``Retry-After`` cap).
+        :param settings: its settings (origin policy, ``Retry-After`` cap).
         :param max_workers: files fetched at once.
+        :param deadline: wall-clock time (epoch seconds) that ends the round: a request still in
+            flight then (a slow or endless answer) is cancelled and its file keeps waiting.
         :return: the messages of the files still waiting (see :meth:`apply`).
         """
         semaphore = asyncio.Semaphore(max_workers)
 
-        async def one(expected: ExpectedFile) -> tuple[ExpectedFile, Verdict]:
+        async def one(expected: ExpectedFile) -> Verdict:
             async with semaphore:
-                return expected, await probe(client, expected, self.check, settings.retry_after_max)
+                return await probe(client, expected, self.check, settings)
 
-        return self.apply(await asyncio.gather(*(one(f) for f in self.pending)))
+        pending = self.pending
+        timeout = None if deadline is None else deadline - time.time()
+        if not pending or (timeout is not None and timeout <= 0):
+            return self.apply([(f, _too_late(f)) for f in pending])
+        tasks = [asyncio.ensure_future(one(f)) for f in pending]
+        _, late = await asyncio.wait(tasks, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)  # let each close its response
+        return self.apply(
+            [(f, _too_late(f) if t in late else t.result()) for f, t in zip(pending, tasks, strict=True)]
+        )
 
-    def run_round_sync(self, settings: ClientSettings, max_workers: int) -> list[str]:
+    def run_round_sync(
+        self, settings: ClientSettings, max_workers: int, deadline: float | None = None
+    ) -> list[str]:
         """:meth:`run_round` with a client of its own, from synchronous code (the sensor's poke).
 
         :param settings: the client settings.
         :param max_workers: files fetched at once.
+        :param deadline: wall-clock time (epoch seconds) that ends the round.
         :return: the messages of the files still waiting.
         """
 
         async def round_() -> list[str]:
             async with settings.client() as client:
-                return await self.run_round(client, settings, max_workers)
+                return await self.run_round(client, settings, max_workers, deadline)
 
-        return run_sync(round_())
+        return asyncio.run(round_())
 
     def apply(self, results: Sequence[tuple[ExpectedFile, Verdict]]) -> list[str]:
         """Record the verdicts of one round.
@@ -379,18 +357,8 @@ class VerificationState:
         return max(0.0, wait)
 
 
-def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to its end from synchronous code.
-
-    :param coroutine: the coroutine.
-    :return: its result (in a thread of its own when this thread already runs an event loop).
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+def _too_late(expected: ExpectedFile) -> Verdict:
+    return Verdict("wait", f"{expected.label}: no whole answer before the deadline; waiting")
 
 
 def _exhausted(verdict: Verdict, count: int) -> Verdict:

@@ -5,11 +5,10 @@ Given an upload record and the answer of its ``secure_file_path`` (status, heade
 done, or fail with which error. The rounds of :mod:`airflow_capillary.verification.rounds` (the
 sensor's poke, the trigger's loop) feed it, so the rules live once.
 
-Size mode sends ``GET`` with ``Range: bytes=0-0`` rather than ``HEAD``: an S3 pre-signed URL is
-signed for one method, and Capillary's ``secureFilePath`` is signed for ``GET`` (real S3 refuses
-``HEAD`` on it with 403). The storage answers 206 with ``Content-Range: bytes 0-0/<total>`` (one
-byte of body), 200 with the whole body if it ignores ranges (only the headers are read), or 416
-with ``Content-Range: bytes */0`` for an empty object.
+Size mode asks for one byte (``Range: bytes=0-0``, see :mod:`~airflow_capillary.verification.rounds`):
+the storage answers 206 with ``Content-Range: bytes 0-0/<total>`` (one byte of body), 200 with the
+whole body if it ignores ranges (only the headers are read), or 416 with ``Content-Range: bytes */0``
+for an empty object.
 """
 
 from __future__ import annotations
@@ -17,17 +16,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
-from airflow_capillary._redact import redact_text
+from airflow_capillary._redact import SENSITIVE_QUERY_PARAMS, redact_text
 from airflow_capillary.exceptions import CapillaryIntegrityError, CapillaryInvalidInputError
 from airflow_capillary.hooks._retry import parse_retry_after
 from airflow_capillary.models import UploadedFile
 
+if TYPE_CHECKING:
+    from airflow_capillary.verification.storage import OriginPolicy
+
 __all__ = [
     "CHECKS",
     "ERROR_BODY_LIMIT",
+    "ERROR_TEXT_LIMIT",
+    "REFUSED_FIELD",
     "WAIT_STATUSES",
     "AnswerJudge",
     "Check",
@@ -36,9 +41,7 @@ __all__ = [
     "Verdict",
     "content_range_total",
     "expected_files",
-    "flatten_files",
-    "judge_transport_error",
-    "request_headers",
+    "url_secrets",
 ]
 
 #: What the sensor checks: ``"size"`` (size and type from the headers) or ``"sha256"`` (the body).
@@ -54,6 +57,11 @@ EXPIRED_HINT = "the secure URL lives one hour: re-run the upload task to get a f
 REUPLOAD_HINT = "upload it again (re-run the upload task)"
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(?:\d+-\d+|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
 _XML_FIELD_RE = re.compile(r"<(Code|Message)>([^<]{0,200})</\1>")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Longest text of the storage's own (an error's ``<Code>: <Message>``) in a message.
+ERROR_TEXT_LIMIT = 200
+#: Record field in which the hook flags a secure URL outside the origin policy (the reason).
+REFUSED_FIELD = "secure_url_refused"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,48 +111,18 @@ class Verdict:
     transient: bool = False
 
 
-def flatten_files(files: Any) -> tuple[list[Mapping[str, Any]], bool]:
-    """Flatten the sensor's ``files`` into a list of records.
-
-    Accepts one record, a list of records, or the lazy sequence a mapped upload task returns
-    (whose items are records or lists of records).
-
-    :param files: the rendered ``files`` argument.
-    :return: the records in input order, and whether the input was a single record.
-    :raises CapillaryInvalidInputError: not records (e.g. a string from non-native templating).
-    """
-    if isinstance(files, Mapping):
-        return [files], True
-    if isinstance(files, (str, bytes)):
-        raise CapillaryInvalidInputError(
-            "files rendered to a string, not upload records: pass the upload task's output "
-            "(e.g. upload.output) or set render_template_as_native_obj=True on the DAG"
-        )
-    records: list[Mapping[str, Any]] = []
-    _flatten_into(files, records, "files")
-    return records, False
-
-
-def _flatten_into(value: Any, out: list[Mapping[str, Any]], where: str) -> None:
-    if isinstance(value, Mapping):
-        out.append(value)
-    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
-        for position, item in enumerate(value):
-            _flatten_into(item, out, f"{where}[{position}]")
-    else:
-        raise CapillaryInvalidInputError(
-            f"{where} is a {type(value).__name__}, not an upload record (a dict from UploadImageOperator)"
-        )
-
-
-def expected_files(records: Sequence[Mapping[str, Any]], check: str) -> list[ExpectedFile]:
+def expected_files(
+    records: Sequence[Mapping[str, Any]], check: str, policy: OriginPolicy
+) -> list[ExpectedFile]:
     """Check every record before any request, and say what each served file must look like.
 
     :param records: the flattened records.
     :param check: ``"size"`` or ``"sha256"``.
+    :param policy: the storage origins that may be fetched.
     :return: one :class:`ExpectedFile` per record, in order.
     :raises CapillaryInvalidInputError: an unknown check, an empty input, a record that is not an
-        upload record, has no secure URL, or (sha256 check) no sha256.
+        upload record, has no secure URL, one outside the origin policy (or flagged so by the
+        hook), or (sha256 check) no sha256.
     """
     if check not in CHECKS:
         raise CapillaryInvalidInputError(f"check must be one of {', '.join(CHECKS)}, not {check!r}")
@@ -169,6 +147,14 @@ def expected_files(records: Sequence[Mapping[str, Any]], check: str) -> list[Exp
             raise CapillaryInvalidInputError(
                 f"{where} has a secure_file_path that is not an http(s) URL", file_name=uploaded.name
             )
+        refusal = record.get(REFUSED_FIELD) or policy.refusal(url)
+        if refusal:
+            raise CapillaryInvalidInputError(
+                f"{where} has a secure_file_path outside the storage origin policy, not fetched: "
+                f"{_one_line(str(refusal))}",
+                file_name=uploaded.name,
+                namespace=uploaded.namespace,
+            )
         if check == "sha256" and not re.fullmatch(r"[0-9a-fA-F]{64}", uploaded.sha256 or ""):
             raise CapillaryInvalidInputError(
                 f"{where} has no sha256 of the uploaded bytes: use check='size', or upload with "
@@ -190,15 +176,6 @@ def expected_files(records: Sequence[Mapping[str, Any]], check: str) -> list[Exp
     return result
 
 
-def request_headers(check: str) -> dict[str, str]:
-    """Headers of the verification ``GET``: a one-byte range in size mode, none in sha256 mode.
-
-    :param check: ``"size"`` or ``"sha256"``.
-    :return: the headers (never any Capillary credential: the URL carries its own signature).
-    """
-    return {"Range": "bytes=0-0"} if check == "size" else {}
-
-
 def content_range_total(value: str | None) -> int | None:
     """Total size from ``Content-Range`` (``bytes 0-0/1234`` or ``bytes */1234``).
 
@@ -211,28 +188,12 @@ def content_range_total(value: str | None) -> int | None:
     return int(match.group(1))
 
 
-def judge_transport_error(expected: ExpectedFile, exc: BaseException) -> Verdict:
-    """Decide after a request raised instead of answering.
-
-    :param expected: the file.
-    :param exc: the exception (an ``httpx`` error, usually).
-    :return: wait (transient) for timeouts, network and protocol errors; fail for anything else
-        (an unsupported scheme, an invalid URL).
-    """
-    import httpx
-
-    text = redact_text(f"{type(exc).__name__}: {exc}", [expected.url])
-    transient = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
-    if isinstance(exc, transient):
-        return Verdict("wait", f"{expected.label}: {text}; waiting", transient=True)
-    return Verdict("fail", f"{expected.label}: the request failed: {text}", kind="rejected")
-
-
 class AnswerJudge:
     """Sans-I/O judge of one streamed answer: every rule about status, headers and body.
 
     Call :meth:`on_headers`; if it returns ``None``, :meth:`feed` body chunks while it returns true,
-    then call :meth:`finish`.
+    then call :meth:`finish`. At most the expected size plus one byte of a body is taken (enough
+    to tell a bigger file), and at most :data:`ERROR_BODY_LIMIT` bytes of an error's.
 
     :param expected: the file.
     :param check: ``"size"`` or ``"sha256"``.
@@ -248,6 +209,8 @@ class AnswerJudge:
         self._error_body: bytearray | None = None
         self._digest = hashlib.sha256()
         self._size = 0
+        #: The URLs requested for this answer (the secure URL, then each redirect followed).
+        self.urls: list[str] = [expected.url]
 
     def on_headers(self, status: int, headers: Mapping[str, str]) -> Verdict | None:
         """Judge the status and headers.
@@ -270,11 +233,12 @@ class AnswerJudge:
         :return: whether more of the body is wanted.
         """
         if self._error_body is not None:
-            self._error_body += chunk
+            self._error_body += chunk[: ERROR_BODY_LIMIT - len(self._error_body)]
             return len(self._error_body) < ERROR_BODY_LIMIT
-        self._digest.update(chunk)
-        self._size += len(chunk)
-        return True
+        piece = chunk[: self.expected.size + 1 - self._size]
+        self._digest.update(piece)
+        self._size += len(piece)
+        return self._size <= self.expected.size
 
     def finish(self) -> Verdict:
         """Judge once the wanted part of the body is read.
@@ -300,7 +264,8 @@ class AnswerJudge:
         if status == 403:
             return Verdict(
                 "fail",
-                f"{where}: the storage refused its secure URL (HTTP 403{_s3_error(body)}); {EXPIRED_HINT}",
+                f"{where}: the storage refused its secure URL (HTTP 403{self._storage_error(body)}); "
+                f"{EXPIRED_HINT}",
                 kind="expired",
                 status_code=status,
             )
@@ -309,7 +274,7 @@ class AnswerJudge:
         if status not in (200, 206):
             return Verdict(
                 "fail",
-                f"{where}: the storage answered HTTP {status}{_s3_error(body)} instead of the file",
+                f"{where}: the storage answered HTTP {status}{self._storage_error(body)} instead of the file",
                 kind="rejected" if status >= 300 else "verification",
                 status_code=status,
             )
@@ -338,8 +303,24 @@ class AnswerJudge:
             return None  # the body decides
         return Verdict("done", f"{where}: served with {size} bytes of {got_type}", status_code=status)
 
+    def _storage_error(self, body: bytes | None) -> str:
+        """The storage's own ``<Code>: <Message>`` of an error body: one line, bounded, redacted
+        (a hostile storage writes it, and it goes into the task's error)."""
+        if not body:
+            return ""
+        fields = dict(_XML_FIELD_RE.findall(body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")))
+        text = ": ".join(v for v in (fields.get("Code"), fields.get("Message")) if v)
+        return f" {_one_line(redact_text(text, url_secrets(self.urls)))}" if text else ""
+
     def _judge_body(self, size: int, sha256: str) -> Verdict:
         expected = self.expected
+        if size > expected.size:  # reading stopped one byte past the expected size
+            return _mismatch(
+                expected.label,
+                f"more than {expected.size} bytes, but its upload record says {expected.size} bytes "
+                "(Capillary stored a different file)",
+                200,
+            )
         if size != expected.size:
             return _check_size(expected, size, 200)
         if self.check == "sha256" and sha256 != expected.sha256:
@@ -384,9 +365,19 @@ def _mismatch(where: str, got: str, status: int) -> Verdict:
     )
 
 
-def _s3_error(body: bytes | None) -> str:
-    if not body:
-        return ""
-    fields = dict(_XML_FIELD_RE.findall(body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")))
-    text = ": ".join(v for v in (fields.get("Code"), fields.get("Message")) if v)
-    return f" {redact_text(text)}" if text else ""
+def _one_line(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """``text`` on one line (no control characters), cut to ``limit`` characters."""
+    text = " ".join(_CONTROL_RE.sub(" ", text).split())
+    return text if len(text) <= limit else text[:limit] + "...(truncated)"
+
+
+def url_secrets(urls: Sequence[str]) -> list[str]:
+    """The URLs and the values of their credential query parameters, to mask in any text.
+
+    :param urls: the URLs of one request (the secure URL and the redirects followed).
+    :return: the secrets.
+    """
+    secrets = list(urls)
+    for url in urls:
+        secrets += [v for k, v in parse_qsl(urlsplit(url).query) if k.lower() in SENSITIVE_QUERY_PARAMS]
+    return secrets

@@ -1,7 +1,8 @@
-"""End to end: ``tests/dags/sensor_verify_uploads.py`` run by ``dag.test()`` against the emulator.
+"""End to end: ``tests/dags/sensor_verify_uploads.py`` and ``tests/dags/sensor_hostile_storage.py``
+run by ``dag.test()`` against the emulator.
 
-Three runs of the DAG (upload -> deferrable CapillaryFileSensor -> publish), each after setting the
-emulator up through its control endpoints:
+Three runs of the first DAG (upload -> deferrable CapillaryFileSensor -> publish), each after
+setting the emulator up through its control endpoints:
 
 - ``served``: the first two downloads answer 503, so a sensor defers and its trigger (run inline by
   ``dag.test()``) waits; then every file is verified and ``publish`` gets the records;
@@ -9,6 +10,15 @@ emulator up through its control endpoints:
   fails with the documented "re-run the upload task" message;
 - ``placeholder``: the storage serves 0 bytes instead of the images: every sensor fails with the
   size mismatch.
+
+Two runs of the second (upload -> an untrusted task -> a deferrable and a poking sensor), with a
+second loopback server standing for an internal service (issue 10, finding 7):
+
+- ``rewritten``: the untrusted task points the secure URL at the internal server;
+- ``redirected``: the emulator's storage answers 503 once (the deferrable sensor defers), then
+  redirects every download to the internal server.
+
+Both sensors must fail, and the internal server must receive no request at all.
 
 As in ``test_upload_dag.py``, ``dag.test()`` runs in a child process with its own ``AIRFLOW_HOME``,
 SQLite database and DAG folder, which reports task states and XComs as JSON; running this module
@@ -31,6 +41,28 @@ from tests.verification.records import PNG, without_url
 
 DAG_FILE = REPO_ROOT / "tests" / "dags" / "sensor_verify_uploads.py"
 DAG_ID = "capillary_sensor_verify_uploads"
+HOSTILE_DAG_FILE = REPO_ROOT / "tests" / "dags" / "sensor_hostile_storage.py"
+HOSTILE_DAG_ID = "capillary_sensor_hostile_storage"
+HOSTILE_SENSORS = ("verify_deferred[-1]", "verify_sync[-1]")
+#: The internal server's origin in the scenarios, filled in by the child from its argument.
+INTERNAL = "{internal}"
+HOSTILE_SCENARIOS: dict[str, dict[str, Any]] = {
+    "rewritten": {"settings": {"url_expiry": 3600}, "faults": [], "conf": {"rewrite_to": INTERNAL}},
+    "redirected": {
+        "settings": {"url_expiry": 3600},
+        "faults": [
+            {"status": 503, "headers": {"Retry-After": "1"}, "match": "download", "times": 1},
+            {
+                "status": 302,
+                "headers": {"Location": INTERNAL + "/latest/meta-data?X-Amz-Signature=stolen"},
+                "body": "",
+                "match": "download",
+                "times": 100,
+            },
+        ],
+        "conf": {"rewrite_to": ""},
+    },
+}
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 16 + b"\xff\xd9"
 IMAGES = {"hero.png": PNG, "a.png": PNG[:-4] + b"AAAA", "b.png": PNG[:-4] + b"BBBB", "c.jpg": JPEG}
 SENSORS = ("verify_catalogue[-1]", "verify_hero[-1]", "verify_each[-1]")
@@ -58,8 +90,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 MARK = "=== scenario {} ==="
 
 
-def _child(dags_folder: str, folder: str, base_url: str, out: str) -> None:  # pragma: no cover - child
+def _child(
+    dags_folder: str, folder: str, base_url: str, out: str, internal: str = ""
+) -> None:  # pragma: no cover
+    """The child process: run the DAG of ``dags_folder`` once per scenario, report as JSON to ``out``."""
     import importlib.util
+    import os
 
     import requests
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
@@ -70,29 +106,36 @@ def _child(dags_folder: str, folder: str, base_url: str, out: str) -> None:  # p
     from airflow.utils.db import initdb
 
     initdb()
-    spec = importlib.util.spec_from_file_location(DAG_FILE.stem, Path(dags_folder) / DAG_FILE.name)
+    hostile = bool(internal)
+    dag_file, dag_id = (HOSTILE_DAG_FILE, HOSTILE_DAG_ID) if hostile else (DAG_FILE, DAG_ID)
+    scenarios = json.loads(
+        json.dumps(HOSTILE_SCENARIOS if hostile else SCENARIOS).replace(INTERNAL, internal)
+    )
+    spec = importlib.util.spec_from_file_location(dag_file.stem, Path(dags_folder) / dag_file.name)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == DAG_ID)
+    dag = next(v for v in vars(module).values() if isinstance(v, DAG) and v.dag_id == dag_id)
     report: dict[str, Any] = {}
-    for name, scenario in SCENARIOS.items():
-        requests.delete(f"{base_url}/_emulator/faults", timeout=10).raise_for_status()
+    for name, scenario in scenarios.items():
+        control = {"X-Emulator-Token": os.environ["CAPILLARY_EMULATOR_CONTROL_TOKEN"]}
+        requests.delete(f"{base_url}/_emulator/faults", headers=control, timeout=10).raise_for_status()
         requests.post(
-            f"{base_url}/_emulator/settings", json=scenario["settings"], timeout=10
+            f"{base_url}/_emulator/settings", json=scenario["settings"], headers=control, timeout=10
         ).raise_for_status()
         if scenario["faults"]:
             requests.post(
-                f"{base_url}/_emulator/faults", json=scenario["faults"], timeout=10
+                f"{base_url}/_emulator/faults", json=scenario["faults"], headers=control, timeout=10
             ).raise_for_status()
         print(MARK.format(name), flush=True)
-        run = dag.test(run_conf={"folder": folder, "settle_seconds": scenario["settle_seconds"]})
+        conf = scenario.get("conf", {"settle_seconds": scenario.get("settle_seconds", 0)})
+        run = dag.test(run_conf={"folder": folder, **conf})
         assert session_factory is not None
         with session_factory() as session:
-            tis = session.query(TaskInstance).filter_by(dag_id=DAG_ID, run_id=run.run_id).all()
-            xcoms = session.query(XComModel).filter_by(dag_id=DAG_ID, run_id=run.run_id).all()
-            rendered = session.query(RenderedTaskInstanceFields).filter_by(dag_id=DAG_ID, run_id=run.run_id)
+            tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run.run_id).all()
+            xcoms = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run.run_id).all()
+            rendered = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=run.run_id)
             report[name] = {
                 "run_state": str(run.state),
                 "states": {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis},
@@ -106,43 +149,63 @@ def _child(dags_folder: str, folder: str, base_url: str, out: str) -> None:  # p
     Path(out).write_text(json.dumps(report, default=str))
 
 
+def _run_child(
+    root: Path, dag_file: Path, scenarios: dict[str, Any], emu: Any, internal: str = ""
+) -> dict[str, Any]:
+    """Run the scenarios of ``dag_file`` in a child process; return the report and each scenario's log."""
+    images = root / "images"
+    images.mkdir()
+    for name, body in IMAGES.items():
+        (images / name).write_bytes(body)
+    out = root / "report.json"
+    dags, env = child_dag_env(root, dag_file, emu.connection_uri(auth_type="basic"))
+    args = [str(dags), str(images), emu.base_url, str(out), *([internal] if internal else [])]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.test_sensor_dag", *args],
+        cwd=REPO_ROOT,
+        env={**env, "CAPILLARY_EMULATOR_CONTROL_TOKEN": emu.control_token},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=280,
+    )
+    (root / "child.log").write_text(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    logs = {}
+    for name in scenarios:
+        after = proc.stdout.split(MARK.format(name), 1)[1]
+        logs[name] = after.split("=== scenario ", 1)[0]
+    return {"report": json.loads(out.read_text()), "logs": logs, "log": proc.stdout}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the three scenarios against one emulator; return the report and each scenario's log."""
     from capillary_emulator import CapillaryEmulator
 
     root = tmp_path_factory.mktemp("sensor-dag")
-    images = root / "images"
-    images.mkdir()
-    for name, body in IMAGES.items():
-        (images / name).write_bytes(body)
-    out = root / "report.json"
     with CapillaryEmulator(data_dir=root / "emulator") as emu:
-        dags, env = child_dag_env(root, DAG_FILE, emu.connection_uri(auth_type="basic"))
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.e2e.test_sensor_dag",
-                str(dags),
-                str(images),
-                emu.base_url,
-                str(out),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=280,
-        )
-        (root / "child.log").write_text(proc.stdout)
-        assert proc.returncode == 0, proc.stdout[-6000:]
-        logs = {}
-        for name in SCENARIOS:
-            after = proc.stdout.split(MARK.format(name), 1)[1]
-            logs[name] = after.split("=== scenario ", 1)[0]
-        return {"report": json.loads(out.read_text()), "logs": logs, "log": proc.stdout}
+        return _run_child(root, DAG_FILE, SCENARIOS, emu)
+
+
+@pytest.fixture(scope="module")
+def hostile_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the two hostile scenarios; the report also holds what reached the internal server."""
+    from capillary_emulator import CapillaryEmulator
+
+    from tests.hostile import Answer, HostileServer
+
+    root = tmp_path_factory.mktemp("sensor-hostile-dag")
+    with CapillaryEmulator(data_dir=root / "emulator") as emu, HostileServer() as internal:
+        internal.route("/latest/meta-data", Answer(200, b"role-credentials", {"Content-Type": "image/png"}))
+        result = _run_child(root, HOSTILE_DAG_FILE, HOSTILE_SCENARIOS, emu, internal.origin)
+        downloads = [r for r in emu.requests() if r["path"].startswith("/_s3/")]
+        return {
+            **result,
+            "internal": internal.origin,
+            "internal_requests": internal.requests,
+            "downloads": downloads,
+        }
 
 
 def _errors(log: str) -> str:
@@ -231,5 +294,38 @@ def test_rendered_files_hide_the_secure_urls(runs: dict[str, Any]) -> None:
         assert not [secret for secret in secrets if secret in rendered[task]]  # ...not their credentials
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("scenario", list(HOSTILE_SCENARIOS))
+def test_an_untrusted_url_or_redirect_never_reaches_another_origin(
+    hostile_runs: dict[str, Any], scenario: str
+):
+    run, log = hostile_runs["report"][scenario], hostile_runs["logs"][scenario]
+    internal = hostile_runs["internal"]
+    assert hostile_runs["internal_requests"] == []  # in neither scenario, by neither sensor
+    assert run["states"]["upload[-1]"] == "success", _errors(log)
+    assert {task: run["states"][task] for task in HOSTILE_SENSORS} == dict.fromkeys(HOSTILE_SENSORS, "failed")
+    assert run["run_state"] == "failed"
+    refused = f"{internal} is not an allowed storage origin (allowed: "
+    if scenario == "rewritten":
+        expected = (
+            "CapillaryInvalidInputError: files[0] ('hero.png', namespace rewards) has a secure_file_path "
+        )
+        expected += f"outside the storage origin policy, not fetched: {refused}"
+        assert log.count(expected) >= 2, _errors(log)  # both sensors, before any request
+    else:
+        expected = "CapillaryRequestRejectedError: 'hero.png' (namespace rewards): the storage answered HTTP "
+        expected += f"302 with a redirect that is not followed: {refused}"
+        assert log.count(expected) >= 2, _errors(log)
+        assert "[DAG TEST] running trigger in line" in log  # the refusal came from the trigger too
+    assert "stolen" not in log  # the redirect's query
+
+
+@pytest.mark.e2e
+def test_the_storage_saw_only_the_hostile_scenarios_own_downloads(hostile_runs: dict[str, Any]):
+    # rewritten: none (refused before any request); redirected: 503, then the 302 answered to the
+    # trigger's round and to the poking sensor.
+    assert [r["status"] for r in hostile_runs["downloads"]] == [503, 302, 302]
+
+
 if __name__ == "__main__":
-    _child(*sys.argv[1:5])
+    _child(*sys.argv[1:6])

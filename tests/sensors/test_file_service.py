@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,9 +21,9 @@ from airflow_capillary.exceptions import (
     CapillaryVerificationError,
 )
 from airflow_capillary.sensors import file_service
-from airflow_capillary.sensors.file_service import AirflowSensorTimeout, CapillaryFileSensor
+from airflow_capillary.sensors.file_service import AirflowSensorTimeout, CapillaryFileSensor, flatten_files
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
-from airflow_capillary.verification.rounds import ClientSettings
+from airflow_capillary.verification.storage import ClientSettings, OriginPolicy
 from tests.verification.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record, without_url
 from tests.verification.storage import Storage
 
@@ -40,7 +41,7 @@ except ImportError:  # Airflow 3.1
 SIZE = len(PNG)
 OK_206 = {"Content-Range": f"bytes 0-0/{SIZE}", "Content-Type": "image/png"}
 EXPIRED_XML = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
-CONN = {
+CONN: dict[str, Any] = {
     "conn_type": "capillary",
     "host": "https://eucrm.cc.capillarytech.com",
     "login": "till.user",
@@ -97,7 +98,11 @@ def test_bad_arguments_fail_at_parse_time(kwargs, message):
 
 def test_client_settings_come_from_the_connection_without_credentials():
     assert sensor([]).client_settings == ClientSettings(
-        verify=True, timeout=(4.0, 20.0), proxies={}, retry_after_max=120.0
+        OriginPolicy("https://eucrm.cc.capillarytech.com"),
+        verify=True,
+        timeout=(4.0, 20.0),
+        proxies={},
+        retry_after_max=120.0,
     )
 
 
@@ -280,6 +285,22 @@ def test_deferrable_pokes_once_then_defers_with_the_pending_state(storage, mocke
     }
 
 
+def test_the_trigger_row_holds_no_proxy_credential_and_its_repr_no_secure_url(monkeypatch):
+    proxy = "http://proxy-user:proxy-Pass-42@127.0.0.1:9"  # refuses at once: the first poke waits
+    conn = {**CONN, "extra": {**CONN["extra"], "proxies": {"https": proxy}}}
+    monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", json.dumps(conn))
+    s = CapillaryFileSensor(task_id="verify", files=[make_record()], deferrable=True, poke_interval=9)
+    with pytest.raises(TaskDeferred) as info:
+        s.execute({})
+    trigger = info.value.trigger
+    row = json.dumps(trigger.serialize())  # what Airflow stores in the trigger table
+    assert not [secret for secret in ("proxy-Pass-42", "proxy-user", "127.0.0.1:9") if secret in row]
+    text = repr(trigger)
+    assert text.startswith("<airflow_capillary.triggers.file_service.CapillaryFileTrigger records=[{")
+    assert "X-Amz-Signature=***" in text
+    assert not [secret for secret in (SIGNATURE, SECURITY_TOKEN, "proxy-Pass-42") if secret in text]
+
+
 def test_execute_complete_success_keeps_the_input_shape():
     a, b = make_record("a.png"), make_record("b.png")
     assert sensor(a).execute_complete({}, {"status": "success", "verified": 1}) == without_url(a)
@@ -380,3 +401,45 @@ def test_unknown_event_message_never_shows_a_signature():
         sensor([]).execute_complete({}, event)
     assert SIGNATURE not in str(info.value)
     assert SECURITY_TOKEN not in str(info.value)
+
+
+class LazyRecords(Sequence):
+    """Stands in for the LazyXComSequence of a mapped upload task."""
+
+    def __init__(self, items: list) -> None:
+        self._items = items
+
+    def __getitem__(self, index):
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator:
+        return iter(self._items)
+
+
+def test_flatten_files_shapes():
+    a, b, c = make_record("a.png"), make_record("b.png"), make_record("c.png")
+    assert flatten_files(a) == ([a], True)
+    assert flatten_files([a, b]) == ([a, b], False)
+    assert flatten_files(LazyRecords([[a, b], c])) == ([a, b, c], False)
+    assert flatten_files((a,)) == ([a], False)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            "[{'name': 'a.png'}]",
+            r"^files rendered to a string, not upload records: pass the upload task's output",
+        ),
+        ([make_record(), 3], r"^files\[1\] is a int, not an upload record"),
+        ([[make_record(), None]], r"^files\[0\]\[1\] is a NoneType, not an upload record"),
+        (None, r"^files is a NoneType, not an upload record"),
+    ],
+    ids=["string", "int-item", "nested-none", "none"],
+)
+def test_flatten_files_rejects(files, message):
+    with pytest.raises(CapillaryInvalidInputError, match=message):
+        flatten_files(files)

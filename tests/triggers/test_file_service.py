@@ -12,12 +12,10 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_capillary import _redact
-from airflow_capillary.exceptions import CapillaryConfigError
-from airflow_capillary.hooks.file_service import CapillaryFileHook
 from airflow_capillary.triggers import file_service
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
-from airflow_capillary.verification.rounds import ClientSettings, client_kwargs
-from tests.verification.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
+from airflow_capillary.verification.storage import ClientSettings
+from tests.verification.records import PNG, POLICY, SECURITY_TOKEN, SIGNATURE, make_record
 from tests.verification.storage import Storage
 
 SIZE = len(PNG)
@@ -131,15 +129,29 @@ def test_waits_through_404_then_succeeds_with_exact_request(storage, clock):
 
 @pytest.mark.parametrize(
     ("not_before", "sleeps"),
-    [(None, []), (START + 9.0, [9.0]), (START - 1.0, []), (START + 10_000.0, None)],
-    ids=["none", "later", "past", "after-deadline"],
+    [(None, []), (START + 9.0, [9.0]), (START - 1.0, [])],
+    ids=["none", "later", "past"],
 )
-def test_first_check_waits_until_not_before_but_never_past_the_deadline(storage, clock, not_before, sleeps):
-    record = make_record()
+def test_first_check_waits_until_not_before(storage, clock, not_before, sleeps):
     storage.script("hero.png", httpx.Response(206, headers=OK_206, content=b"\x89"))
-    trigger = make_trigger([record], not_before=not_before)
-    assert run(trigger) == [SUCCESS]
-    assert clock.sleeps == (sleeps if sleeps is not None else [trigger.deadline - START])
+    assert run(make_trigger([make_record()], not_before=not_before)) == [SUCCESS]
+    assert clock.sleeps == sleeps
+    assert len(storage.requests) == 1
+
+
+def test_a_not_before_past_the_deadline_waits_until_the_deadline_and_times_out(storage, clock):
+    trigger = make_trigger([make_record()], not_before=START + 10_000.0)
+    assert run(trigger) == [
+        TriggerEvent(
+            {
+                "status": "timeout",
+                "message": "1 file(s) not verified before the sensor's timeout: 'hero.png'; no check ran "
+                "before it",
+            }
+        )
+    ]
+    assert clock.sleeps == [trigger.deadline - START]
+    assert storage.requests == []  # a check after the deadline could only be a late success
 
 
 def test_sha256_mode_reads_the_whole_body(storage, clock):
@@ -220,7 +232,7 @@ def test_deadline_is_wall_clock_and_yields_one_timeout_event(storage, clock):
         )
     ]
     assert clock.sleeps == [5.0, 5.0, 2.0]
-    assert len(storage.requests) == 4
+    assert len(storage.requests) == 3  # at 0, 5 and 10 s; none at the deadline itself
 
 
 def test_consecutive_failures_are_bounded(storage, clock):
@@ -277,36 +289,12 @@ def test_httpx_request_log_line_is_redacted(storage, clock, caplog):
     assert "X-Amz-Signature=***" in caplog.text
 
 
-def test_client_settings_take_only_what_matters_to_the_storage(monkeypatch, tmp_path):
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text("")
-    set_connection(monkeypatch, timeout=[3, 40], verify=str(bundle), proxies={"https": "http://proxy:3128"})
-    settings = ClientSettings.from_hook(CapillaryFileHook())
-    assert settings == ClientSettings(
-        verify=str(bundle), timeout=(3.0, 40.0), proxies={"https": "http://proxy:3128"}, retry_after_max=120.0
-    )
-
-
-def test_client_kwargs(tmp_path):
-    kwargs = client_kwargs(
-        ClientSettings(verify=False, timeout=(3.0, 40.0), proxies={"https": "http://proxy:3128"})
-    )
-    assert kwargs["verify"] is False
-    assert kwargs["timeout"] == httpx.Timeout(40.0, connect=3.0)
-    assert kwargs["follow_redirects"] is True
-    assert list(kwargs["mounts"]) == ["https://"]
-    assert isinstance(kwargs["mounts"]["https://"], httpx.AsyncHTTPTransport)
-    assert "mounts" not in client_kwargs(ClientSettings())
-    with pytest.raises(CapillaryConfigError, match=r"^verify: the CA bundle '.*missing.pem' does not exist"):
-        client_kwargs(ClientSettings(verify=str(tmp_path / "missing.pem")))
-
-
 def test_a_ca_bundle_missing_in_the_triggerer_is_a_config_error_event(storage, clock, tmp_path, monkeypatch):
     bundle = tmp_path / "ca.pem"
     bundle.write_text("")
     trigger = make_trigger([make_record()])
     # The bundle the worker saw, which the triggerer's machine does not have:
-    monkeypatch.setattr(trigger, "_client_settings", lambda: ClientSettings(verify=str(bundle)))
+    monkeypatch.setattr(trigger, "_client_settings", lambda: ClientSettings(POLICY, verify=str(bundle)))
     bundle.unlink()
     (event,) = run(trigger)
     assert event.payload["kind"] == "config"

@@ -7,10 +7,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_capillary.models import UploadedFile
+from airflow_capillary.verification.storage import OriginPolicy
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4 + b"IEND"
 SIGNATURE = "5e1f" * 16
 SECURITY_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLETOKEN"
+#: The policy of the tests' connection: its own origin, S3 over https (where ``secure_url`` points).
+POLICY = OriginPolicy("https://eucrm.cc.capillarytech.com")
 
 
 def secure_url(name: str = "hero.png", base: str = "https://bucket.s3.amazonaws.com") -> str:

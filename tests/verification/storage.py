@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from airflow_capillary.verification import rounds
+from airflow_capillary.verification import storage
 
 
 class Storage:
@@ -17,9 +17,9 @@ class Storage:
         self.scripts: dict[str, Iterator[httpx.Response | Exception]] = {}
         self.requests: list[httpx.Request] = []
         transport = httpx.MockTransport(self.handle)
-        client_kwargs = rounds.client_kwargs
+        client_kwargs = storage.client_kwargs
         monkeypatch.setattr(
-            rounds, "client_kwargs", lambda settings: {**client_kwargs(settings), "transport": transport}
+            storage, "client_kwargs", lambda settings: {**client_kwargs(settings), "transport": transport}
         )
 
     def script(self, name: str, *answers: httpx.Response | Exception, repeat_last: bool = False) -> None:
@@ -37,4 +37,6 @@ class Storage:
         answer = next(self.scripts[request.url.path])
         if isinstance(answer, Exception):
             raise answer
-        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+        # A stream, as the network gives (a Response built with content= counts as already read).
+        headers = {"Content-Length": str(len(answer.content)), **answer.headers}
+        return httpx.Response(answer.status_code, headers=headers, stream=httpx.ByteStream(answer.content))

@@ -3,6 +3,7 @@ combined failures) and the error kinds of trigger events."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from airflow_capillary.exceptions import (
@@ -16,12 +17,19 @@ from airflow_capillary.exceptions import (
     CapillaryServiceUnavailableError,
     CapillaryVerificationError,
 )
-from airflow_capillary.verification.rounds import ERROR_KINDS, Failure, VerificationState, kind_of
+from airflow_capillary.verification.rounds import (
+    ERROR_KINDS,
+    Failure,
+    VerificationState,
+    judge_transport_error,
+    kind_of,
+    request_headers,
+)
 from airflow_capillary.verification.rules import Verdict, expected_files
-from tests.verification.records import make_record
+from tests.verification.records import POLICY, SIGNATURE, make_record
 
 RECORDS = [make_record("a.png"), make_record("b.png"), make_record("c.png")]
-A, B, C = expected_files(RECORDS, "size")
+A, B, C = expected_files(RECORDS, "size", POLICY)
 DONE = Verdict("done", "ok", status_code=206)
 NOT_FOUND = Verdict("wait", "'x': HTTP 404; waiting", status_code=404)
 
@@ -96,7 +104,7 @@ def test_failures_of_one_round_are_combined_and_the_first_sets_the_type():
 
 
 def test_a_long_list_of_failures_is_cut_in_the_message():
-    files = expected_files([make_record(f"f{i}.png") for i in range(9)], "size")
+    files = expected_files([make_record(f"f{i}.png") for i in range(9)], "size", POLICY)
     state = VerificationState(files, "size", None)
     state.apply([(f, Verdict("fail", f"{f.name} bad", kind="verification")) for f in files])
     assert state.failure is not None
@@ -191,3 +199,39 @@ def test_failure_from_event_refuses_what_to_event_never_writes(event):
 def test_failure_round_trips_through_its_event():
     failure = Failure("expired", "boom", "a.png", "rewards", 403)
     assert Failure.from_event(failure.to_event()) == failure
+
+
+def test_request_headers_ask_the_stored_bytes_and_one_byte_in_size_mode():
+    assert request_headers("size") == {"Accept-Encoding": "identity", "Range": "bytes=0-0"}
+    assert request_headers("sha256") == {"Accept-Encoding": "identity"}
+
+
+@pytest.mark.parametrize(
+    ("exc", "decision", "kind", "transient"),
+    [
+        (httpx.ConnectTimeout("timed out"), "wait", None, True),
+        (httpx.ReadTimeout("timed out"), "wait", None, True),
+        (httpx.ConnectError("[Errno 111] Connection refused"), "wait", None, True),
+        (httpx.RemoteProtocolError("peer closed connection"), "wait", None, True),
+        (httpx.ProxyError("407"), "wait", None, True),
+        (
+            httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'"),
+            "fail",
+            "rejected",
+            False,
+        ),
+        (httpx.TooManyRedirects("Exceeded maximum allowed redirects."), "fail", "rejected", False),
+    ],
+    ids=["connect-timeout", "read-timeout", "refused", "reset", "proxy", "scheme", "redirects"],
+)
+def test_transport_errors(exc, decision, kind, transient):
+    verdict = judge_transport_error(A, exc)
+    assert (verdict.decision, verdict.kind, verdict.transient) == (decision, kind, transient)
+    assert verdict.message.startswith("'a.png' (namespace rewards): ")
+    assert type(exc).__name__ in verdict.message
+
+
+def test_transport_error_message_never_carries_the_url():
+    verdict = judge_transport_error(A, httpx.ConnectError(f"cannot reach {A.url}"))
+    assert SIGNATURE not in verdict.message
+    assert verdict.message == "'a.png' (namespace rewards): ConnectError: cannot reach ***; waiting"

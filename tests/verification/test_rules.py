@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
 
 import httpx
 import pytest
@@ -15,11 +14,8 @@ from airflow_capillary.verification.rules import (
     Verdict,
     content_range_total,
     expected_files,
-    flatten_files,
-    judge_transport_error,
-    request_headers,
 )
-from tests.verification.records import PNG, SIGNATURE, make_record
+from tests.verification.records import PNG, POLICY, make_record
 
 SIZE = len(PNG)
 SHA = hashlib.sha256(PNG).hexdigest()
@@ -35,7 +31,7 @@ PLACEHOLDER = f"{WHERE} is served with 0 bytes, but its upload record says {SIZE
 
 
 def expected() -> ExpectedFile:
-    return expected_files([make_record()], "size")[0]
+    return expected_files([make_record()], "size", POLICY)[0]
 
 
 def judge(
@@ -349,43 +345,6 @@ def test_error_body_read_is_bounded():
     assert answer.feed(b"x" * 1048) is False
 
 
-def test_request_headers_ask_one_byte_in_size_mode_only():
-    assert request_headers("size") == {"Range": "bytes=0-0"}
-    assert request_headers("sha256") == {}
-
-
-@pytest.mark.parametrize(
-    ("exc", "decision", "kind", "transient"),
-    [
-        (httpx.ConnectTimeout("timed out"), "wait", None, True),
-        (httpx.ReadTimeout("timed out"), "wait", None, True),
-        (httpx.ConnectError("[Errno 111] Connection refused"), "wait", None, True),
-        (httpx.RemoteProtocolError("peer closed connection"), "wait", None, True),
-        (httpx.ProxyError("407"), "wait", None, True),
-        (
-            httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'"),
-            "fail",
-            "rejected",
-            False,
-        ),
-        (httpx.TooManyRedirects("Exceeded maximum allowed redirects."), "fail", "rejected", False),
-    ],
-    ids=["connect-timeout", "read-timeout", "refused", "reset", "proxy", "scheme", "redirects"],
-)
-def test_transport_errors(exc, decision, kind, transient):
-    verdict = judge_transport_error(expected(), exc)
-    assert (verdict.decision, verdict.kind, verdict.transient) == (decision, kind, transient)
-    assert verdict.message.startswith(f"{WHERE}: ")
-    assert type(exc).__name__ in verdict.message
-
-
-def test_transport_error_message_never_carries_the_url():
-    file = expected()
-    verdict = judge_transport_error(file, httpx.ConnectError(f"cannot reach {file.url}"))
-    assert SIGNATURE not in verdict.message
-    assert verdict.message == f"{WHERE}: ConnectError: cannot reach ***; waiting"
-
-
 @pytest.mark.parametrize(
     ("value", "total"),
     [("bytes 0-0/1234", 1234), ("bytes */0", 0), ("bytes 0-0/*", None), ("garbage", None), (None, None)],
@@ -397,7 +356,7 @@ def test_content_range_total(value, total):
 
 def test_expected_files_take_what_was_sent():
     record = make_record(content_type="image/jpeg", name="a.jpg")
-    assert expected_files([record], "sha256") == [
+    assert expected_files([record], "sha256", POLICY) == [
         ExpectedFile(0, "a.jpg", "rewards", SIZE, "image/jpeg", SHA, record["secure_file_path"])
     ]
 
@@ -434,46 +393,99 @@ def test_expected_files_take_what_was_sent():
 )
 def test_expected_files_reject_bad_records_before_any_request(records, check, message):
     with pytest.raises(CapillaryInvalidInputError, match=message):
-        expected_files(records, check)
-
-
-class LazyRecords(Sequence):
-    """Stands in for the LazyXComSequence of a mapped upload task."""
-
-    def __init__(self, items: list) -> None:
-        self._items = items
-
-    def __getitem__(self, index):
-        return self._items[index]
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self) -> Iterator:
-        return iter(self._items)
-
-
-def test_flatten_files_shapes():
-    a, b, c = make_record("a.png"), make_record("b.png"), make_record("c.png")
-    assert flatten_files(a) == ([a], True)
-    assert flatten_files([a, b]) == ([a, b], False)
-    assert flatten_files(LazyRecords([[a, b], c])) == ([a, b, c], False)
-    assert flatten_files((a,)) == ([a], False)
+        expected_files(records, check, POLICY)
 
 
 @pytest.mark.parametrize(
-    ("files", "message"),
+    ("url", "refused"),
     [
         (
-            "[{'name': 'a.png'}]",
-            r"^files rendered to a string, not upload records: pass the upload task's output",
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/?X-Amz-Signature=5ig",
+            "http://169.254.169.254",
         ),
-        ([make_record(), 3], r"^files\[1\] is a int, not an upload record"),
-        ([[make_record(), None]], r"^files\[0\]\[1\] is a NoneType, not an upload record"),
-        (None, r"^files is a NoneType, not an upload record"),
+        (
+            "https://bucket.s3.amazonaws.com@10.0.0.1/rewards/a.png?X-Amz-Signature=5ig",
+            "it is a URL with user info",
+        ),
+        (
+            "http://bucket.s3.amazonaws.com/rewards/a.png?X-Amz-Signature=5ig",
+            "http://bucket.s3.amazonaws.com",
+        ),
     ],
-    ids=["string", "int-item", "nested-none", "none"],
+    ids=["metadata-service", "userinfo-trick", "s3-over-http"],
 )
-def test_flatten_files_rejects(files, message):
-    with pytest.raises(CapillaryInvalidInputError, match=message):
-        flatten_files(files)
+def test_a_secure_url_outside_the_origin_policy_is_refused_naming_the_file_and_origin(url, refused):
+    with pytest.raises(CapillaryInvalidInputError) as info:
+        expected_files([make_record("a.png"), make_record(url=url)], "size", POLICY)
+    message = str(info.value)
+    assert message.startswith(
+        "files[1] ('hero.png', namespace rewards) has a secure_file_path outside the storage origin "
+        f"policy, not fetched: {refused}"
+    )
+    assert not [part for part in ("5ig", "/rewards/", "meta-data") if part in message]
+    assert (info.value.file_name, info.value.namespace) == ("hero.png", "rewards")
+
+
+def test_a_secure_url_the_hook_flagged_is_refused_even_when_this_policy_allows_it():
+    flagged = make_record(
+        secure_url_refused="https://x.s3.amazonaws.com is outside the upload's policy\nforged"
+    )
+    with pytest.raises(
+        CapillaryInvalidInputError,
+        match=r"^files\[0\] \('hero.png', namespace rewards\) has a secure_file_path outside the storage "
+        r"origin policy, not fetched: https://x.s3.amazonaws.com is outside the upload's policy forged$",
+    ):
+        expected_files([flagged], "size", POLICY)
+
+
+def feed_all(check: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None):
+    """Feed ``body`` in one chunk the way the probe does; return the verdict and what was kept."""
+    answer = AnswerJudge(expected(), check, retry_after_cap=120.0)
+    assert answer.on_headers(status, httpx.Headers(headers or {"Content-Type": "image/png"})) is None
+    wants_more = answer.feed(body)
+    return answer.finish(), wants_more
+
+
+@pytest.mark.parametrize("check", ["size", "sha256"])
+def test_a_body_longer_than_the_record_stops_one_byte_past_it(check):
+    verdict, wants_more = feed_all(check, PNG + b"x" * (8 * 1024 * 1024))
+    assert wants_more is False
+    assert verdict == Verdict(
+        "fail",
+        f"{WHERE} is served with more than {SIZE} bytes, but its upload record says {SIZE} bytes (Capillary "
+        f"stored a different file){AGAIN}",
+        kind="verification",
+        status_code=200,
+    )
+
+
+def test_reading_stops_at_the_expected_size_plus_one_byte_across_chunks():
+    answer = AnswerJudge(expected(), "sha256", retry_after_cap=120.0)
+    answer.on_headers(200, httpx.Headers({"Content-Type": "image/png"}))
+    assert answer.feed(PNG[:-1]) is True
+    assert answer.feed(PNG[-1:]) is True  # exactly the expected size: a last byte may still come
+    assert answer.feed(b"more") is False
+    assert answer.finish().message.startswith(f"{WHERE} is served with more than {SIZE} bytes")
+
+
+def test_the_storages_error_text_is_one_line_bounded_and_without_the_urls_credentials():
+    file = expected()
+    signature = file.url.rsplit("X-Amz-Signature=", 1)[1]
+    body = (
+        f"<Error><Code>AccessDenied</Code><Message>Denied {signature}\n"
+        "[2026-01-01 00:00:00] INFO - task succeeded\x1b[0m</Message></Error>"
+    ).encode()
+    answer = AnswerJudge(file, "size", retry_after_cap=120.0)
+    assert answer.on_headers(403, httpx.Headers()) is None
+    answer.feed(body)
+    assert answer.finish().message == (
+        f"{WHERE}: the storage refused its secure URL (HTTP 403 AccessDenied: Denied *** "
+        f"[2026-01-01 00:00:00] INFO - task succeeded [0m){EXPIRED}"
+    )
+    long = b"<Error><Code>" + b"C" * 150 + b"</Code><Message>" + b"M" * 150 + b"</Message></Error>"
+    answer = AnswerJudge(file, "size", retry_after_cap=120.0)
+    answer.on_headers(400, httpx.Headers())
+    answer.feed(long)
+    assert answer.finish().message == (
+        f"{WHERE}: the storage answered HTTP 400 {'C' * 150}: {'M' * 48}...(truncated) instead of the file"
+    )
