@@ -30,8 +30,8 @@ Behaviours (all answer after the request body has been read):
 
 Unrouted paths answer 404 with a small JSON body. Use the fixtures ``hostile_server`` (one server)
 and ``hostile_servers`` (a factory: ``hostile_servers(2)`` returns two); import them into the
-``conftest.py`` of the test directory (``tests/hooks/conftest.py`` does). Servers stop at the end of the test; a trickle in progress
-stops at once then.
+``conftest.py`` of the test directory (``tests/hooks/conftest.py`` does). Servers stop at the end
+of the test; a trickle in progress stops at once then.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ class Trickle:
     :param status: the HTTP status.
     :param fill: the byte repeated as the body.
     :param headers: further headers.
+    :param whole_answer: trickle the status line and headers too, not only the body.
     """
 
     total: int
@@ -151,6 +152,7 @@ class Trickle:
     status: int = 200
     fill: bytes = b" "
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    whole_answer: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,17 +379,24 @@ def _handler_class(owner: HostileServer) -> type[http.server.BaseHTTPRequestHand
                 self.wfile.write(body)
 
         def _trickle(self, t: Trickle) -> None:
-            self._head(t.status, {**t.headers, "Content-Length": str(t.total)})
-            self.wfile.flush()
+            head = b""
+            if t.whole_answer:
+                lines = [f"HTTP/1.1 {t.status} Trickling", f"Content-Length: {t.total}"]
+                head = (
+                    "\r\n".join([*lines, *(f"{k}: {v}" for k, v in t.headers.items())]) + "\r\n\r\n"
+                ).encode()
+            else:
+                self._head(t.status, {**t.headers, "Content-Length": str(t.total)})
+                self.wfile.flush()
+            answer = head + (t.fill * t.total)[: t.total]
             sent = 0
-            while sent < t.total:
+            while sent < len(answer):
                 if owner._stopping.wait(t.interval):
                     self.close_connection = True
                     return
-                piece = (t.fill * t.chunk)[: min(t.chunk, t.total - sent)]
-                self.wfile.write(piece)
+                self.wfile.write(answer[sent : sent + t.chunk])
                 self.wfile.flush()
-                sent += len(piece)
+                sent += t.chunk
 
         def _huge(self, h: Huge) -> None:
             headers = dict(h.headers)

@@ -1,14 +1,18 @@
-"""Reading Capillary's answers: what a failed status means, and whether a 200 can be trusted.
+"""Reading Capillary's answers: a bounded read, what a failed status means, whether a 200 holds.
 
-Pure functions of a :class:`requests.Response` (plus what was sent), used by the hook's one
-request function. Every text taken from a response is redacted before it reaches a message.
+:meth:`Answer.read` reads an answer as a stream and stops at :data:`MAX_ANSWER_BYTES` (a real
+answer is about 1.5 KB; a hostile one may be endless). Everything else is a pure function of the
+:class:`Answer` (plus what was sent). Every text taken from an answer is redacted before it
+reaches a message, and no message says what was being done: the hook adds that once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -21,8 +25,104 @@ from airflow_capillary.exceptions import (
     CapillaryRequestRejectedError,
     CapillaryServiceUnavailableError,
 )
-from airflow_capillary.hooks._retry import TransientHTTPError, is_retryable, parse_retry_after
+from airflow_capillary.hooks._retry import ServiceFailure, is_service_failure
 from airflow_capillary.models import UploadedFile
+
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "Answer",
+    "capillary_message",
+    "check_upload_answer",
+    "failure",
+    "given_up",
+    "probe_failure",
+    "probe_verdict",
+]
+
+#: Most bytes of an answer read (upload, token and error answers alike); the rest is never read.
+MAX_ANSWER_BYTES = 1024 * 1024
+
+_READ_CHUNK = 64 * 1024
+
+#: What :meth:`Answer.json` returns for a body that is not JSON.
+NOT_JSON: Any = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, its body read up to a limit.
+
+    :param status_code: the HTTP status.
+    :param headers: the answer's headers (case-insensitive).
+    :param body: the body, at most the limit it was read with.
+    :param complete: ``False`` when the body went on past the limit (the rest was not read).
+    :param url: the URL that answered.
+    """
+
+    status_code: int
+    headers: Mapping[str, str] = dataclasses.field(repr=False)
+    body: bytes = dataclasses.field(repr=False)
+    complete: bool = True
+    url: str = ""
+
+    @classmethod
+    def read(cls, response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> Answer:
+        """Read ``response``'s body as a stream, stopping after ``limit`` bytes.
+
+        :param response: an answer requested with ``stream=True``; the caller closes it.
+        :param limit: the most bytes to keep (0: read nothing).
+        :return: the answer.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        complete = True
+        if limit > 0:
+            for chunk in response.iter_content(_READ_CHUNK):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    complete = False
+                    break
+        body = b"".join(chunks)
+        return cls(response.status_code, response.headers, body[:limit], complete, response.url or "")
+
+    def json(self) -> Any:
+        """Parse the body as JSON.
+
+        :return: the value, or :data:`NOT_JSON` for any body that does not decode (not UTF-8,
+            not JSON, nested too deeply for the parser, cut at the limit).
+        """
+        if not self.complete:
+            return NOT_JSON
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError):
+            return NOT_JSON
+
+    def redacted_body(self, secrets: Iterable[str] = ()) -> str | None:
+        """The body for an exception: a bounded prefix, redacted.
+
+        :param secrets: values to mask as well.
+        :return: the text.
+        """
+        return redact_body(self.body, secrets)
+
+    def redirect_origin(self) -> str | None:
+        """Where a redirect points, as ``scheme://host[:port]`` only (never the path or query).
+
+        :return: the origin, ``"an unreadable Location"``, or ``None`` for no ``Location``.
+        """
+        location = self.headers.get("Location")
+        if not location:
+            return None
+        try:
+            parts = urlsplit(urljoin(self.url, location))
+            port = f":{parts.port}" if parts.port is not None else ""
+        except ValueError:
+            return "an unreadable Location"
+        if not parts.scheme or not parts.hostname:
+            return "an unreadable Location"
+        return f"{parts.scheme}://{parts.hostname}{port}"[:200]
 
 
 def capillary_message(body: Any) -> str:
@@ -46,60 +146,45 @@ def capillary_message(body: Any) -> str:
     return redact_text("; ".join(messages))
 
 
-def said(response: requests.Response, secrets: Iterable[str] = ()) -> str:
+def said(answer: Answer, secrets: Iterable[str] = ()) -> str:
     """Return ``", Capillary said: ..."`` for a JSON answer carrying a message, else ``""``.
 
-    :param response: the answer.
+    :param answer: the answer.
     :param secrets: values to mask.
     :return: the suffix for an error message.
     """
-    try:
-        text = capillary_message(response.json())
-    except ValueError:
-        return ""
+    text = capillary_message(answer.json())
     return f", Capillary said: {redact_text(text, secrets)}" if text else ""
 
 
-def failure(
-    response: requests.Response,
-    *,
-    what: str,
-    conn_id: str,
-    retry_on_500: bool,
-    secrets: Iterable[str] = (),
-) -> Exception:
-    """Map a non-2xx answer to the exception to raise.
+def failure(answer: Answer, *, conn_id: str, secrets: Iterable[str] = ()) -> Exception:
+    """Map a non-2xx answer to the exception to raise (whether to retry is not decided here).
 
-    :param response: the answer.
-    :param what: what was being done, e.g. ``uploading 'a.png' to namespace 'rewards' (...)``.
+    :param answer: the answer.
     :param conn_id: the connection id.
-    :param retry_on_500: HTTP 500 counts as transient.
     :param secrets: values to mask in the message and body.
-    :return: :class:`TransientHTTPError` (429/502/503/504, 500 if configured; retried),
-        :class:`CapillaryAuthError` (401/403), :class:`CapillaryServiceUnavailableError`
-        (other 5xx), else :class:`CapillaryRequestRejectedError`.
+    :return: :class:`ServiceFailure` (429/5xx), :class:`CapillaryAuthError` (401/403), else
+        :class:`CapillaryRequestRejectedError` (a redirect names where it pointed: it was not
+        followed because it left the service's origin).
     """
     secrets = tuple(secrets)
-    status = response.status_code
-    body = redact_body(response.text, secrets)
-    message = f"{what}: HTTP {status}{said(response, secrets)}"
-    if is_retryable(response, retry_on_500=retry_on_500):
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return TransientHTTPError(message, status_code=status, retry_after=retry_after, body=body)
-    cls: type[CapillaryError]
+    status = answer.status_code
+    body = answer.redacted_body(secrets)
+    message = f"HTTP {status}{said(answer, secrets)}"
+    if is_service_failure(status):
+        retry_after = answer.headers.get("Retry-After")
+        return ServiceFailure(message, status_code=status, retry_after=retry_after, body=body)
     if status in (401, 403):
-        cls = CapillaryAuthError
-    elif status >= 500:
-        cls = CapillaryServiceUnavailableError
-    else:
-        cls = CapillaryRequestRejectedError
-    return cls(message, status_code=status, body=body, conn_id=conn_id)
+        return CapillaryAuthError(message, status_code=status, body=body, conn_id=conn_id)
+    origin = answer.redirect_origin() if 300 <= status < 400 else None
+    if origin is not None:
+        message = f"HTTP {status}, a redirect to {origin}: not followed, it leaves the service's origin"
+    return CapillaryRequestRejectedError(message, status_code=status, body=body, conn_id=conn_id)
 
 
 def check_upload_answer(
-    response: requests.Response,
+    answer: Answer,
     *,
-    what: str,
     expected_size: int,
     sent_size: int,
     sha256: str,
@@ -109,8 +194,7 @@ def check_upload_answer(
 ) -> UploadedFile:
     """Check a 2xx answer of the upload endpoint and build the result.
 
-    :param response: the answer.
-    :param what: what was being done (for messages).
+    :param answer: the answer.
     :param expected_size: the bytes the upload was to send.
     :param sent_size: the bytes actually read from the body before the answer came.
     :param sha256: hex sha256 of those bytes.
@@ -119,28 +203,32 @@ def check_upload_answer(
     :param server_timezone: zone of ``last_modified``.
     :param secrets: values to mask.
     :return: the stored file.
-    :raises CapillaryIntegrityError: the body is not JSON or not an object, ``status`` is not
-        "true", ``code`` is not 200, a field is missing or mistyped, the answer came before the
-        whole file was sent, or ``fileSize`` differs from the bytes sent.
+    :raises CapillaryIntegrityError: the body is too large, not JSON or not an object,
+        ``status`` is not "true", ``code`` is not 200, a field is missing or mistyped, the answer
+        came before the whole file was sent, or ``fileSize`` differs from the bytes sent.
     """
     secrets = tuple(secrets)
 
     def bad(problem: str) -> CapillaryIntegrityError:
-        body = redact_body(response.text, secrets)
-        return CapillaryIntegrityError(f"{what}: {problem}", status_code=response.status_code, body=body)
+        return CapillaryIntegrityError(
+            problem, status_code=answer.status_code, body=answer.redacted_body(secrets)
+        )
 
     if sent_size != expected_size:
         raise bad(f"Capillary answered after reading {sent_size} of {expected_size} bytes")
-    try:
-        payload = response.json()
-    except ValueError:
-        raise bad(f"HTTP {response.status_code} with a body that is not JSON") from None
+    if not answer.complete:
+        raise bad(
+            f"HTTP {answer.status_code} with a body larger than {MAX_ANSWER_BYTES} bytes (not read further)"
+        )
+    payload = answer.json()
+    if payload is NOT_JSON:
+        raise bad(f"HTTP {answer.status_code} with a body that is not JSON")
     if not isinstance(payload, dict):
         raise bad("the answer is not a JSON object")
     if str(payload.get("status")).strip().lower() != "true":
-        raise bad(f"Capillary answered status {payload.get('status')!r}{said(response, secrets)}")
+        raise bad(f"Capillary answered status {payload.get('status')!r}{said(answer, secrets)}")
     if str(payload.get("code")).strip() != "200":
-        raise bad(f"Capillary answered code {payload.get('code')!r}{said(response, secrets)}")
+        raise bad(f"Capillary answered code {payload.get('code')!r}{said(answer, secrets)}")
     register_url_credentials(payload.get("secureFilePath"))
     try:
         result = UploadedFile.from_response(
@@ -169,7 +257,9 @@ def given_up(
 ) -> CapillaryError:
     """Turn the error that ended a call into the provider exception to raise.
 
-    :param exc: the last error: :class:`TransientHTTPError` (429/5xx after every retry ->
+    The message is built here, once: what was being done, the error, the attempts made.
+
+    :param exc: the last error: :class:`ServiceFailure` (429/5xx ->
         :class:`CapillaryServiceUnavailableError`), a :class:`CapillaryError` (same type,
         with the identifiers filled in), or a ``requests`` transport error (->
         :class:`CapillaryServiceUnavailableError`, "cannot reach").
@@ -184,12 +274,12 @@ def given_up(
     """
     ids: dict[str, Any] = {"conn_id": conn_id, "file_name": file_name, "namespace": namespace}
     tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-    if isinstance(exc, (TransientHTTPError, CapillaryError)):
-        # Errors of the token endpoint do not name the file yet.
-        text = exc.message if isinstance(exc, CapillaryError) else str(exc)
-        message = f"{text}{tries}" if text.startswith(what) else f"{what}: {text}{tries}"
-        cls = CapillaryServiceUnavailableError if isinstance(exc, TransientHTTPError) else type(exc)
-        return cls(message, status_code=exc.status_code, body=exc.body, **ids)
+    if isinstance(exc, ServiceFailure):
+        return CapillaryServiceUnavailableError(
+            f"{what}: {exc.message}{tries}", status_code=exc.status_code, body=exc.body, **ids
+        )
+    if isinstance(exc, CapillaryError):
+        return type(exc)(f"{what}: {exc.message}{tries}", status_code=exc.status_code, body=exc.body, **ids)
     reason = redact_text(f"{type(exc).__name__}: {exc}", secrets)
     return CapillaryServiceUnavailableError(
         f"{what}: cannot reach {urlsplit(url).netloc}{tries}: {reason}", **ids
@@ -235,7 +325,7 @@ def probe_failure(exc: BaseException, base_url: str, redact: Callable[[str], str
         return f"invalid configuration: {exc}"
     if isinstance(exc, CapillaryAuthError):
         return f"credentials refused: {redact(str(exc))}"
-    if isinstance(exc, TransientHTTPError):
+    if isinstance(exc, ServiceFailure):
         return f"service unavailable: {exc}"
     if isinstance(exc, requests.RequestException):
         return f"cannot reach {base_url}: {redact(str(exc))}"

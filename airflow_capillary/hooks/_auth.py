@@ -4,7 +4,9 @@ Both are :class:`requests.auth.AuthBase` objects shared by every thread of a hoo
 header is computed once. The OAuth token is fetched once, cached behind a lock, refreshed
 :attr:`CapillaryOAuth.refresh_margin` seconds before ``ttlSeconds`` runs out, and dropped by
 :meth:`CapillaryOAuth.invalidate` after a 401 so that the next request fetches a new one.
-Every credential is registered with Airflow's secrets masker as soon as it is known.
+The token request never follows a redirect: the client secret goes to the token URL only.
+Configured credentials are registered with Airflow's secrets masker as soon as they are known;
+a token only when it looks like one (a hostile answer must not mask ordinary words).
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
-from airflow_capillary._redact import redact_body, register_secret
+from airflow_capillary._redact import register_answer_secret, register_secret
 from airflow_capillary.exceptions import CapillaryAuthError
-from airflow_capillary.hooks._answer import capillary_message
-from airflow_capillary.hooks._retry import TransientHTTPError, parse_retry_after
+from airflow_capillary.hooks._answer import MAX_ANSWER_BYTES, NOT_JSON, Answer, capillary_message
+from airflow_capillary.hooks._retry import ServiceFailure, is_service_failure
 
-#: Statuses of the token endpoint treated as transient (retried by the hook's retry loop).
-_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+__all__ = ["CapillaryAuth", "CapillaryBasicAuth", "CapillaryOAuth", "TokenPost", "refresh_margin"]
+
+#: Sends the token request: ``post(token_url, {"key": ..., "secret": ...})`` -> the answer. The
+#: hook's own exchange (its session, timeout and deadline, no redirects followed, bounded read).
+TokenPost = Callable[[str, dict[str, str]], Answer]
 
 
 class CapillaryAuth(AuthBase):
@@ -96,9 +101,7 @@ class CapillaryOAuth(CapillaryAuth):
     :param secret: the client secret.
     :param token_url: the token endpoint (``{host}/v3/oauth/token/generate`` by default).
     :param token_header: the header that carries the token (``X-CAP-API-OAUTH-TOKEN``).
-    :param post: sends the token request: ``post(url, json=..., timeout=...)`` (the hook's
-        session ``post`` bound with verify/proxies, so the token call shares the pool).
-    :param timeout: ``(connect, read)`` timeout of the token request.
+    :param post: sends the token request (see :data:`TokenPost`).
     :param refresh_margin: refresh this many seconds before the token expires (at most a
         quarter of its lifetime).
     :param clock: monotonic clock, for tests.
@@ -114,8 +117,7 @@ class CapillaryOAuth(CapillaryAuth):
         secret: str,
         token_url: str,
         token_header: str,
-        post: Callable[..., requests.Response],
-        timeout: tuple[float, float],
+        post: TokenPost,
         refresh_margin: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -124,7 +126,6 @@ class CapillaryOAuth(CapillaryAuth):
         self.token_url = token_url
         self.token_header = token_header
         self._post = post
-        self._timeout = timeout
         self.refresh_margin = refresh_margin
         self._clock = clock
         self._lock = threading.Lock()
@@ -140,8 +141,8 @@ class CapillaryOAuth(CapillaryAuth):
         """Return a valid access token, fetching one if none is cached or it is about to expire.
 
         :return: the token.
-        :raises CapillaryAuthError: the token endpoint refused the credentials.
-        :raises TransientHTTPError: the token endpoint answered 429 or 5xx (retried by the hook).
+        :raises CapillaryAuthError: the token endpoint refused the credentials or redirected.
+        :raises ServiceFailure: the token endpoint answered 429 or 5xx (the hook may retry).
         :raises requests.RequestException: the token endpoint could not be reached.
         """
         cached = self._token
@@ -167,34 +168,46 @@ class CapillaryOAuth(CapillaryAuth):
         """Ask the token endpoint for a new token (no caching; ``token()`` caches).
 
         :return: the token and the monotonic time at which to refresh it.
-        :raises CapillaryAuthError: the endpoint refused the credentials or answered nonsense.
-        :raises TransientHTTPError: the endpoint answered 429 or 5xx.
+        :raises CapillaryAuthError: the endpoint refused the credentials, redirected (never
+            followed: the secret would go to the Location's origin), or answered nonsense.
+        :raises ServiceFailure: the endpoint answered 429 or 5xx.
         """
         started = self._clock()
-        response = self._post(
-            self.token_url,
-            json={"key": self.key, "secret": self._secret},
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-            timeout=self._timeout,
-        )
-        body = _json(response)
-        if response.status_code in _TRANSIENT_STATUSES:
-            raise TransientHTTPError(
-                f"OAuth token endpoint answered HTTP {response.status_code}",
-                status_code=response.status_code,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                body=redact_body(response.text, self.secrets()),
+        answer = self._post(self.token_url, {"key": self.key, "secret": self._secret})
+        status = answer.status_code
+        origin = answer.redirect_origin() if 300 <= status < 400 else None
+        if origin is not None:  # no body in the message: it is the redirecting server's text
+            raise CapillaryAuthError(
+                f"OAuth token endpoint {self.token_url} answered HTTP {status}, a redirect to {origin}: "
+                "not followed, the client secret is sent to the token URL only",
+                status_code=status,
             )
+        if is_service_failure(status):
+            raise ServiceFailure(
+                f"OAuth token endpoint answered HTTP {status}",
+                status_code=status,
+                retry_after=answer.headers.get("Retry-After"),
+                body=answer.redacted_body(self.secrets()),
+                idempotent=True,
+            )
+        body = answer.json()
         data = body.get("data") if isinstance(body, dict) else None
         value = data.get("accessToken") if isinstance(data, dict) else None
-        if response.status_code != 200 or not isinstance(value, str) or not value:
+        if status != 200 or not isinstance(value, str) or not value:
+            if not answer.complete:
+                problem = f"a body larger than {MAX_ANSWER_BYTES} bytes (not read further)"
+            else:
+                problem = (
+                    capillary_message(body if body is not NOT_JSON else None)
+                    or "no access token in the answer"
+                )
             raise CapillaryAuthError(
                 f"OAuth token endpoint {self.token_url} refused client key {self.key!r}: "
-                f"HTTP {response.status_code}, {capillary_message(body) or 'no access token in the answer'}",
-                status_code=response.status_code,
-                body=redact_body(response.text, self.secrets()),
+                f"HTTP {status}, {problem}",
+                status_code=status,
+                body=answer.redacted_body(self.secrets()),
             )
-        register_secret(value)
+        register_answer_secret(value)
         self._seen = [*self._seen[-3:], value]
         ttl = _ttl(data) if isinstance(data, dict) else self.DEFAULT_TTL
         return _Token(value=value, refresh_at=started + ttl - refresh_margin(ttl, self.refresh_margin))
@@ -209,13 +222,6 @@ class CapillaryOAuth(CapillaryAuth):
 
 def _md5_hex(password: str) -> str:
     return hashlib.md5(password.encode("utf-8"), usedforsecurity=False).hexdigest()
-
-
-def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _ttl(data: dict[str, Any]) -> float:

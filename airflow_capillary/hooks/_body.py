@@ -109,7 +109,8 @@ class UploadBody:
 
         :param size: the most bytes to return.
         :return: the bytes; ``b""`` at the end.
-        :raises CapillaryInvalidInputError: the content changed size while being read.
+        :raises CapillaryInvalidInputError: the content changed size while being read, or could
+            not be read any more.
         """
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(CHUNK_BYTES), b""))
@@ -128,9 +129,13 @@ class UploadBody:
         return piece
 
     def _read_content(self, size: int) -> bytes:
-        if self._stream is None:
-            self._stream = self._opener()
-        data = self._stream.read(size)
+        try:
+            if self._stream is None:
+                self._stream = self._opener()
+            data = self._stream.read(size)
+        except OSError as exc:  # removed or unreadable since prepare_upload checked it
+            self.close()
+            raise CapillaryInvalidInputError(f"{self._label} cannot be read: {exc}") from None
         if not data:
             self.close()
             raise CapillaryInvalidInputError(

@@ -1,10 +1,11 @@
-"""What is retried, and how long to wait: a pure predicate and a tenacity wait strategy.
+"""What is retried, and how long to wait: the one retry policy of the hook.
 
-Retried (:func:`is_retryable`): connection errors (except TLS verification failures, which do
-not heal), timeouts, a response cut short (``ChunkedEncodingError``), HTTP 429, 502, 503, 504,
-HTTP 500 only with ``retry_on_500``, and an answer that fails the integrity checks only with
-``retry_integrity_errors`` (uploading again creates a new version in Capillary). Never other
-4xx, never 2xx, never invalid input.
+Retried (:func:`is_retryable`, the only place that decides): connection errors (except TLS
+verification failures, which do not heal), timeouts, a response cut short
+(``ChunkedEncodingError``), HTTP 429, 502, 503, 504, HTTP 500 only with ``retry_on_500`` or for a
+request that is safe to repeat (the OAuth token request), and an answer that fails the integrity
+checks only with ``retry_integrity_errors`` (uploading again creates a new version in Capillary).
+Never other 4xx, never 2xx, never invalid input.
 
 The wait (:class:`RetryAfterOrBackoff`) honours ``Retry-After`` (seconds or HTTP date), capped
 at ``retry_after_max``; otherwise it is exponential backoff with jitter.
@@ -26,29 +27,65 @@ from airflow_capillary.exceptions import CapillaryIntegrityError
 if TYPE_CHECKING:
     from airflow_capillary.hooks._config import CapillaryConnectionConfig
 
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "RetryAfterOrBackoff",
+    "ServiceFailure",
+    "build_retrying",
+    "is_retryable",
+    "is_service_failure",
+    "parse_retry_after",
+]
+
 #: Statuses always retried.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 
-class TransientHTTPError(Exception):
-    """An HTTP answer worth retrying (429/5xx); internal to the retry loop.
+class ServiceFailure(Exception):
+    """The service answered 429 or 5xx; internal to the retry loop, which decides what to do.
 
-    When the retries run out the hook turns it into
+    When the loop gives up (retries spent, or a status not retried) the hook turns it into
     :class:`~airflow_capillary.exceptions.CapillaryServiceUnavailableError`.
 
-    :param message: what failed (already redacted).
+    :param message: what failed (already redacted), without the file: the hook adds it.
     :param status_code: the HTTP status.
-    :param retry_after: seconds the server asked to wait, if it said.
+    :param retry_after: the ``Retry-After`` header as sent, if any.
     :param body: the redacted response body.
+    :param idempotent: the request is safe to repeat, so a 500 is retried too.
     """
 
     def __init__(
-        self, message: str, *, status_code: int, retry_after: float | None = None, body: str | None = None
+        self,
+        message: str,
+        *,
+        status_code: int,
+        retry_after: str | None = None,
+        body: str | None = None,
+        idempotent: bool = False,
     ) -> None:
         super().__init__(message)
+        self.message = message
         self.status_code = status_code
-        self.retry_after = retry_after
+        self.retry_after_header = retry_after
         self.body = body
+        self.idempotent = idempotent
+
+    def retry_after(self, now: datetime | None = None) -> float | None:
+        """Seconds the service asked to wait (see :func:`parse_retry_after`).
+
+        :param now: the current time (for an HTTP date).
+        :return: seconds, or ``None`` if it did not say (or said nonsense).
+        """
+        return parse_retry_after(self.retry_after_header, now=now)
+
+
+def is_service_failure(status: int) -> bool:
+    """Tell whether an HTTP status is the service failing (429 or 5xx), not a verdict on the request.
+
+    :param status: the HTTP status.
+    :return: ``True`` for 429 and 500-599.
+    """
+    return status == 429 or status >= 500
 
 
 def is_retryable(
@@ -68,8 +105,8 @@ def is_retryable(
     """
     if isinstance(outcome, requests.Response):
         return _status_retryable(outcome.status_code, retry_on_500)
-    if isinstance(outcome, TransientHTTPError):
-        return _status_retryable(outcome.status_code, retry_on_500)
+    if isinstance(outcome, ServiceFailure):
+        return _status_retryable(outcome.status_code, retry_on_500 or outcome.idempotent)
     if isinstance(outcome, CapillaryIntegrityError):
         return retry_integrity_errors
     if isinstance(outcome, requests.exceptions.SSLError):
@@ -116,13 +153,22 @@ class RetryAfterOrBackoff(wait_base):
     :param min_wait: first backoff wait (seconds); doubles each attempt.
     :param max_wait: longest backoff wait (seconds).
     :param retry_after_max: cap on an honoured ``Retry-After`` (seconds).
+    :param now: the current time, for a ``Retry-After`` HTTP date (tests pass a fixed clock).
     """
 
-    def __init__(self, *, min_wait: float, max_wait: float, retry_after_max: float) -> None:
+    def __init__(
+        self,
+        *,
+        min_wait: float,
+        max_wait: float,
+        retry_after_max: float,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
         self.retry_after_max = retry_after_max
         self.max_wait = max_wait
         self._exponential = wait_exponential(multiplier=min_wait, max=max_wait)
         self._jitter = wait_random(0, min_wait)
+        self._now = now or _utc_now
 
     def __call__(self, retry_state: RetryCallState) -> float:
         """Return the seconds to wait before the next attempt.
@@ -131,10 +177,14 @@ class RetryAfterOrBackoff(wait_base):
         :return: seconds.
         """
         exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, (int, float)):
+        retry_after = exc.retry_after(self._now()) if isinstance(exc, ServiceFailure) else None
+        if retry_after is not None:
             return float(min(retry_after, self.retry_after_max))
         return float(min(self.max_wait, self._exponential(retry_state) + self._jitter(retry_state)))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def build_retrying(
@@ -142,12 +192,16 @@ def build_retrying(
     *,
     before_sleep: Callable[[RetryCallState], None],
     sleep: Callable[[float], None],
+    now: Callable[[], datetime] | None = None,
 ) -> Retrying:
     """Build the retry controller of one call: ``max_retries + 1`` attempts at most.
+
+    Use it as ``for attempt in build_retrying(...): with attempt: ...``.
 
     :param config: the resolved connection (retry settings).
     :param before_sleep: called before each wait (logs "attempt n of N failed").
     :param sleep: waits (``time.sleep``; tests record instead).
+    :param now: the current time, for ``Retry-After`` dates.
     :return: a tenacity ``Retrying`` that re-raises the last error when attempts run out.
     """
     return Retrying(
@@ -156,6 +210,7 @@ def build_retrying(
             min_wait=config.retry_min_wait,
             max_wait=config.retry_max_wait,
             retry_after_max=config.retry_after_max,
+            now=now,
         ),
         retry=retry_if_exception(
             lambda exc: is_retryable(

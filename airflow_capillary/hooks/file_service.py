@@ -1,34 +1,43 @@
 """Hook for Capillary's file service: upload images, create placeholders, test the connection.
 
-Configuration is resolved once (:mod:`~airflow_capillary.hooks._config`), authentication
-lives in auth objects (:mod:`~airflow_capillary.hooks._auth`), and every request goes through
-one private function, :meth:`CapillaryFileHook._request`, which owns retries, timeouts and
-the checks of the answer. A hook is safe to share across threads.
+One upload, as a reader follows it: :meth:`CapillaryFileHook.upload` is one tenacity loop
+(``for attempt in Retrying(...)``); each attempt builds a fresh body
+(:mod:`~airflow_capillary.hooks._body`), sends it through :func:`exchange` (the one request
+function: deadline, redirects within the origin only, bounded read of the answer) and judges the
+answer (:mod:`~airflow_capillary.hooks._answer`). Configuration is resolved once
+(:mod:`~airflow_capillary.hooks._config`), authentication lives in auth objects
+(:mod:`~airflow_capillary.hooks._auth`). A hook is safe to share across threads.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cached_property
-from typing import Any, TypeVar
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 import requests
+from airflow.exceptions import AirflowNotFoundException
 from airflow.sdk import BaseHook
+from requests.auth import AuthBase
 from tenacity import RetryCallState
 
 from airflow_capillary import _validation as v
-from airflow_capillary._redact import redact_text
+from airflow_capillary._redact import redact_text, register_secret
 from airflow_capillary.exceptions import (
     CapillaryConfigError,
     CapillaryError,
     CapillaryInvalidInputError,
 )
 from airflow_capillary.hooks._answer import (
+    MAX_ANSWER_BYTES,
+    Answer,
     check_upload_answer,
     failure,
     given_up,
@@ -39,16 +48,72 @@ from airflow_capillary.hooks._auth import CapillaryAuth, CapillaryBasicAuth, Cap
 from airflow_capillary.hooks._body import UploadBody, build_body
 from airflow_capillary.hooks._config import SETTINGS, CapillaryConnectionConfig
 from airflow_capillary.hooks._form import connection_form_widgets, ui_field_behaviour
-from airflow_capillary.hooks._retry import TransientHTTPError, build_retrying
-from airflow_capillary.hooks._session import build_session
+from airflow_capillary.hooks._retry import ServiceFailure, build_retrying
+from airflow_capillary.hooks._session import attempt_deadline, attempt_seconds, build_session
 from airflow_capillary.hooks._source import PreparedUpload, UploadSource, resolve_source
 from airflow_capillary.models import UploadedFile
 
-T = TypeVar("T")
-
-__all__ = ["CapillaryFileHook", "PreparedUpload"]
+__all__ = ["CapillaryFileHook", "PreparedUpload", "exchange"]
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+def exchange(
+    session: requests.Session,
+    timeout: tuple[float, float],
+    method: str,
+    url: str,
+    *,
+    auth: AuthBase | None,
+    follow_redirects: bool = True,
+    limit: int = MAX_ANSWER_BYTES,
+    **kwargs: Any,
+) -> Answer:
+    """Send one request and read its answer, the whole exchange bounded in time and size.
+
+    Connecting, sending and receiving the whole answer must end within the larger timeout plus
+    :data:`~airflow_capillary.hooks._session.ATTEMPT_MARGIN`; at most ``limit`` bytes of the
+    answer are read. Redirects are followed within the origin only (see
+    :class:`~airflow_capillary.hooks._session.CapillarySession`), and not at all without
+    ``follow_redirects``.
+
+    :param session: the hook's session.
+    :param timeout: ``(connect, read)`` seconds.
+    :param method: the HTTP method.
+    :param url: the URL.
+    :param auth: the auth object, or ``None``.
+    :param follow_redirects: follow same-origin redirects.
+    :param limit: most bytes of the answer to read.
+    :param kwargs: more arguments of :meth:`requests.Session.request` (``data``, ``json``, ``headers``).
+    :return: the answer.
+    :raises requests.RequestException: no answer (``requests.Timeout`` once the deadline passed).
+    """
+    with attempt_deadline(attempt_seconds(timeout)) as deadline:
+        try:
+            with session.request(
+                method,
+                url,
+                auth=auth,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=follow_redirects,
+                **kwargs,
+            ) as response:
+                return Answer.read(response, limit)
+        except Exception:
+            if deadline.expired:  # whatever the shut-down socket raised, the cause is the deadline
+                raise deadline.error() from None
+            raise
+
+
+class _Client(NamedTuple):
+    """What a hook builds on first use, together, under its lock."""
+
+    config: CapillaryConnectionConfig
+    session: requests.Session
+    auth: CapillaryAuth
+    proxy_secrets: tuple[str, ...]
 
 
 class CapillaryFileHook(BaseHook):
@@ -60,7 +125,11 @@ class CapillaryFileHook(BaseHook):
 
     :param capillary_conn_id: the Airflow connection id.
     :param namespace: default namespace (overrides the ``namespace`` extra).
-    :param timeout: seconds, or a ``(connect, read)`` pair (overrides the ``timeout`` extra).
+    :param timeout: seconds, or a ``(connect, read)`` pair (overrides the ``timeout`` extra). It
+        bounds each request as a whole: connecting (within ``connect``), sending the file and
+        receiving the whole answer must end within the larger of the two plus 1 s, however
+        slowly a server sends; each wait for data is also bounded by ``read``. Raise it for
+        large files over slow links.
     :param max_retries: retries after the first attempt (overrides the ``max_retries`` extra).
     :param max_connections: HTTP connection pool size (default 16).
     :param overrides: any other connection extra by name (e.g. ``retry_on_500=True``).
@@ -74,6 +143,8 @@ class CapillaryFileHook(BaseHook):
 
     #: Called to wait between attempts (replaced in tests).
     _sleep: Callable[[float], None] = staticmethod(time.sleep)
+    #: The current time, for ``Retry-After`` dates (replaced in tests).
+    _now: Callable[[], datetime] = staticmethod(lambda: datetime.now(timezone.utc))
 
     def __init__(
         self,
@@ -101,15 +172,48 @@ class CapillaryFileHook(BaseHook):
             "max_connections": max_connections,
             **overrides,
         }
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._client: _Client | None = None
 
-    @cached_property
+    # -- what is built on first use ----------------------------------------------------------
+
+    @property
     def config(self) -> CapillaryConnectionConfig:
         """The resolved connection (read once).
 
-        :raises CapillaryConfigError: a field is missing or wrong.
+        :raises CapillaryConfigError: the connection is not defined, or a field is missing or wrong.
         """
-        conn = self.get_connection(self.capillary_conn_id)
+        return self._ensure_client().config
+
+    @property
+    def session(self) -> requests.Session:
+        """The hook's one HTTP session (connection pool shared by all threads)."""
+        return self._ensure_client().session
+
+    @property
+    def auth(self) -> CapillaryAuth:
+        """The hook's one auth object (Basic header, or the shared OAuth token cache)."""
+        return self._ensure_client().auth
+
+    def _ensure_client(self) -> _Client:
+        """Build the configuration, session and auth object once (under the lock), then reuse them."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client(self._read_config())
+            return self._client
+
+    def _read_config(self) -> CapillaryConnectionConfig:
+        try:
+            conn = self.get_connection(self.capillary_conn_id)
+        except AirflowNotFoundException:
+            raise CapillaryConfigError(
+                f"connection {self.capillary_conn_id!r} is not defined (define it in the UI, with "
+                f"'airflow connections add' or as AIRFLOW_CONN_{self.capillary_conn_id.upper()})",
+                conn_id=self.capillary_conn_id,
+            ) from None
         try:  # Airflow logs an unparsable extra and returns {}: every extra would silently default.
             json.loads(conn.extra or "{}")
         except json.JSONDecodeError as exc:  # the position only: the text may hold credentials
@@ -129,33 +233,28 @@ class CapillaryFileHook(BaseHook):
             overrides=self._overrides,
         )
 
-    @cached_property
-    def session(self) -> requests.Session:
-        """The hook's one HTTP session (connection pool shared by all threads)."""
-        with self._lock:
-            if "session" not in self.__dict__:
-                self.__dict__["session"] = build_session(self.config)
-            return self.__dict__["session"]
+    @staticmethod
+    def _build_client(cfg: CapillaryConnectionConfig) -> _Client:
+        session = build_session(cfg)
+        auth: CapillaryAuth
+        if cfg.auth_type == "oauth":
 
-    @cached_property
-    def auth(self) -> CapillaryAuth:
-        """The hook's one auth object (Basic header, or the shared OAuth token cache)."""
-        with self._lock:
-            if "auth" not in self.__dict__:
-                cfg = self.config
-                if cfg.auth_type == "oauth":
-                    auth: CapillaryAuth = CapillaryOAuth(
-                        key=cfg.login,
-                        secret=cfg.password,
-                        token_url=cfg.token_url,
-                        token_header=cfg.token_header,
-                        post=self.session.post,
-                        timeout=cfg.timeout,
-                    )
-                else:
-                    auth = CapillaryBasicAuth(cfg.login, cfg.password, password_is_md5=cfg.password_is_md5)
-                self.__dict__["auth"] = auth
-            return self.__dict__["auth"]
+            def post_token(url: str, payload: dict[str, str]) -> Answer:
+                return exchange(
+                    session, cfg.timeout, "POST", url, auth=None, follow_redirects=False,
+                    json=payload, headers=_JSON_HEADERS,
+                )  # fmt: skip
+
+            auth = CapillaryOAuth(
+                key=cfg.login,
+                secret=cfg.password,
+                token_url=cfg.token_url,
+                token_header=cfg.token_header,
+                post=post_token,
+            )
+        else:
+            auth = CapillaryBasicAuth(cfg.login, cfg.password, password_is_md5=cfg.password_is_md5)
+        return _Client(cfg, session, auth, _proxy_secrets(cfg.proxies))
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -233,37 +332,43 @@ class CapillaryFileHook(BaseHook):
         """Send a prepared upload, retrying as configured, and check Capillary's answer.
 
         A retried upload is sent again in full from the start of the source. An answer that
-        fails the integrity checks (``status`` not "true", ``code`` not 200, malformed or
-        incomplete JSON, a stored ``fileSize`` different from the bytes sent) is retried too
-        when ``retry_integrity_errors`` is on (the default); every such re-upload creates a
-        new version of the file in Capillary, so a file may end with more than one version.
+        fails the integrity checks (``status`` not "true", ``code`` not 200, malformed, larger
+        than 1 MiB or incomplete JSON, a stored ``fileSize`` different from the bytes sent) is
+        retried too when ``retry_integrity_errors`` is on (the default); every such re-upload
+        creates a new version of the file in Capillary, so a file may end with more than one.
 
         :param prepared: from :meth:`prepare_upload` or :meth:`create_placeholder`.
         :return: the stored file (with the size and sha256 of what was sent).
         :raises CapillaryAuthError: credentials refused (HTTP 401/403 or the token endpoint).
-        :raises CapillaryRequestRejectedError: another 4xx.
-        :raises CapillaryServiceUnavailableError: unreachable or 429/5xx after every retry.
+        :raises CapillaryRequestRejectedError: another 4xx, or a redirect off the service's origin.
+        :raises CapillaryServiceUnavailableError: unreachable, too slow, or 429/5xx after every retry.
         :raises CapillaryIntegrityError: the answer failed the integrity checks (after retries).
         """
-        what = self._describe("uploading", prepared.file_name, prepared.namespace)
+        client = self._ensure_client()
+        cfg = client.config
+        where = f"namespace {prepared.namespace!r} (connection {cfg.conn_id!r})"
+        what = f"uploading {prepared.file_name!r} to {where}"
         started = time.monotonic()
-        result = self._request(
-            "POST",
-            prepared.url,
-            what=what,
-            body=lambda: self._build_body(prepared),
-            check=lambda response, body: check_upload_answer(
-                response,
-                what=what,
-                expected_size=prepared.size,
-                sent_size=body.content_sent if body is not None else 0,
-                sha256=body.sha256 if body is not None else _EMPTY_SHA256,
-                placeholder=prepared.placeholder,
-                server_timezone=self.config.server_timezone,
-                secrets=self.auth.secrets(),
-            ),
-            context={"file_name": prepared.file_name, "namespace": prepared.namespace},
+        attempts = 0
+        retrying = build_retrying(
+            cfg, before_sleep=lambda state: self._log_retry(state, what), sleep=self._sleep, now=self._now
         )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    result = self._upload_once(client, prepared)
+        except (ServiceFailure, CapillaryError, requests.RequestException) as exc:
+            raise given_up(
+                exc,
+                what=what,
+                url=prepared.url,
+                attempts=attempts,
+                secrets=self._secrets(client),
+                conn_id=cfg.conn_id,
+                file_name=prepared.file_name,
+                namespace=prepared.namespace,
+            ) from None
         self.log.info(
             "uploaded %s to namespace %s as version %d (%d bytes, sha256 %s) in %.2fs",
             result.name,
@@ -330,144 +435,103 @@ class CapillaryFileHook(BaseHook):
         endpoint, so the verdict is an inference: 401/403 means "credentials refused", a
         connection error or timeout "cannot reach", any other answer (404/405 included) "ok".
 
-        :return: ``(ok, message)``; the message starts with ``ok``, ``credentials refused``,
-            ``cannot reach``, ``service unavailable`` or ``invalid configuration``.
+        :return: ``(ok, message)``; the message starts with ``ok``, ``inconclusive``,
+            ``credentials refused``, ``cannot reach``, ``service unavailable`` or
+            ``invalid configuration`` (a connection that is not defined, or a wrong field).
         """
         try:
-            cfg = self.config
+            client = self._ensure_client()
+            cfg = client.config
             url = cfg.url(cfg.test_path or v.upload_path(cfg.namespace, "").rstrip("/"))
-            if isinstance(self.auth, CapillaryOAuth):
-                self.auth.token()
-            with self.session.get(
-                url, auth=self.auth, timeout=cfg.timeout, allow_redirects=False
-            ) as response:
-                return probe_verdict(url, cfg.auth_type, response.status_code)
+            if isinstance(client.auth, CapillaryOAuth):
+                client.auth.token()
+            answer = exchange(
+                client.session, cfg.timeout, "GET", url, auth=client.auth, follow_redirects=False, limit=0
+            )
+            return probe_verdict(url, cfg.auth_type, answer.status_code)
         except Exception as exc:
-            base_url = self.config.base_url if "config" in self.__dict__ else self.capillary_conn_id
+            base_url = self._client.config.base_url if self._client is not None else self.capillary_conn_id
             return False, probe_failure(exc, base_url, self._redact)
 
     def close(self) -> None:
-        """Close the session's pooled connections (a later call opens a new session)."""
+        """Close the session's pooled connections (a later call reads the connection again)."""
         with self._lock:
-            session = self.__dict__.pop("session", None)
-            self.__dict__.pop("auth", None)
-        if session is not None:
-            session.close()
+            client, self._client = self._client, None
+        if client is not None:
+            client.session.close()
 
-    # -- the one request function ------------------------------------------------------------
+    # -- one attempt -------------------------------------------------------------------------
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        body: Callable[[], tuple[UploadBody | None, dict[str, str]]],
-        check: Callable[[requests.Response, UploadBody | None], T],
-        context: dict[str, str],
-    ) -> T:
-        """Send a request with retries, and map failures to the provider's exceptions.
-
-        Each attempt builds a new body (``body()``), so nothing sent is ever a half-read
-        stream. An OAuth 401 drops the token and resends once with a fresh one.
-        """
-        cfg = self.config
-        total = cfg.max_retries + 1
-        retrying = build_retrying(
-            cfg, before_sleep=lambda state: self._log_retry(state, total, what), sleep=self._sleep
+    def _upload_once(self, client: _Client, prepared: PreparedUpload) -> UploadedFile:
+        """Send the upload once and judge the answer; an OAuth 401 gets one resend with a new token."""
+        token = client.auth.token() if isinstance(client.auth, CapillaryOAuth) else None
+        answer, body = self._post_upload(client, prepared)
+        if answer.status_code == 401 and isinstance(client.auth, CapillaryOAuth):
+            client.auth.invalidate(token)  # revoked before its end: fetch another, send once more
+            client.auth.token()
+            answer, body = self._post_upload(client, prepared)
+        if not 200 <= answer.status_code < 300:
+            raise failure(answer, conn_id=client.config.conn_id, secrets=self._secrets(client))
+        return check_upload_answer(
+            answer,
+            expected_size=prepared.size,
+            sent_size=body.content_sent if body is not None else 0,
+            sha256=body.sha256 if body is not None else _EMPTY_SHA256,
+            placeholder=prepared.placeholder,
+            server_timezone=client.config.server_timezone,
+            secrets=self._secrets(client),
         )
-        try:
-            return retrying(self._attempt, method, url, what, body, check)
-        except (TransientHTTPError, CapillaryError, requests.RequestException) as exc:
-            raise given_up(
-                exc,
-                what=what,
-                url=url,
-                attempts=retrying.statistics.get("attempt_number", 1),
-                secrets=self.auth.secrets(),
-                conn_id=cfg.conn_id,
-                **context,
-            ) from None
 
-    def _attempt(
-        self,
-        method: str,
-        url: str,
-        what: str,
-        body: Callable[[], tuple[UploadBody | None, dict[str, str]]],
-        check: Callable[[requests.Response, UploadBody | None], T],
-    ) -> T:
-        response, data = self._send(method, url, body)
-        if response.status_code == 401 and isinstance(self.auth, CapillaryOAuth):
-            self.auth.invalidate(response.request.headers.get(self.auth.token_header))
-            response.close()
-            response, data = self._send(method, url, body)
-        with response:
-            if 200 <= response.status_code < 300:
-                return check(response, data)
-            raise failure(
-                response,
-                what=what,
-                conn_id=self.config.conn_id,
-                retry_on_500=self.config.retry_on_500,
-                secrets=self.auth.secrets(),
+    def _post_upload(self, client: _Client, prepared: PreparedUpload) -> tuple[Answer, UploadBody | None]:
+        """POST a new body (``None`` for a placeholder) and read the answer."""
+        cfg = client.config
+        body: UploadBody | None = None
+        headers: dict[str, str] = {}
+        if not prepared.placeholder:
+            body, headers = build_body(
+                prepared.opener,
+                prepared.size,
+                file_name=prepared.file_name,
+                content_type=prepared.content_type,
+                encoding=cfg.upload_encoding,
+                field=cfg.file_field,
+                label=prepared.source_label,
             )
-
-    def _send(
-        self, method: str, url: str, body: Callable[[], tuple[UploadBody | None, dict[str, str]]]
-    ) -> tuple[requests.Response, UploadBody | None]:
-        data, headers = body()
         try:
             # An empty body goes as b"" (Content-Length: 0), not as a 0-length stream (chunked).
-            response = self.session.request(
-                method,
-                url,
-                data=data if data is not None and len(data) else b"",
+            data = body if body is not None and len(body) else b""
+            answer = exchange(
+                client.session,
+                cfg.timeout,
+                "POST",
+                prepared.url,
+                auth=client.auth,
+                data=data,
                 headers=headers,
-                auth=self.auth,
-                timeout=self.config.timeout,
             )
-        except UnicodeError as exc:  # requests decodes a redirect's Location header as UTF-8
-            raise requests.exceptions.InvalidURL(f"redirected to a non-UTF-8 Location: {exc}") from None
         finally:
-            if data is not None:
-                data.close()
-        return response, data
+            if body is not None:
+                body.close()
+        return answer, body
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _build_body(self, prepared: PreparedUpload) -> tuple[UploadBody | None, dict[str, str]]:
-        """Build a new body for one attempt (``None`` for a placeholder) and its headers."""
-        if prepared.placeholder:
-            return None, {}
-        return build_body(
-            prepared.opener,
-            prepared.size,
-            file_name=prepared.file_name,
-            content_type=prepared.content_type,
-            encoding=self.config.upload_encoding,
-            field=self.config.file_field,
-            label=prepared.source_label,
-        )
-
-    def _describe(self, verb: str, file_name: str, namespace: str) -> str:
-        return f"{verb} {file_name!r} to namespace {namespace!r} (connection {self.capillary_conn_id!r})"
+    def _secrets(self, client: _Client) -> tuple[str, ...]:
+        return (*client.proxy_secrets, *client.auth.secrets())
 
     def _redact(self, text: str) -> str:
-        secrets = self.auth.secrets() if "auth" in self.__dict__ else ()
-        return redact_text(text, secrets)
+        client = self._client
+        return redact_text(text, self._secrets(client) if client is not None else ())
 
-    def _log_retry(self, state: RetryCallState, total: int, what: str) -> None:
+    def _log_retry(self, state: RetryCallState, what: str) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, requests.RequestException) else str(exc)
-        if not reason.startswith(what):
-            reason = f"{what}: {reason}"
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         self.log.warning(
             "attempt %d of %d failed: %s, retrying in %.1fs",
             state.attempt_number,
-            total,
-            self._redact(reason),
+            self.config.max_retries + 1,
+            self._redact(f"{what}: {reason}"),
             wait,
         )
 
@@ -483,3 +547,27 @@ class CapillaryFileHook(BaseHook):
                 file_name=file_name,
                 namespace=namespace,
             ) from None
+
+
+def _proxy_secrets(proxies: dict[str, str]) -> tuple[str, ...]:
+    """The credentials in proxy URLs (``user:password``, the password, their Basic encoding), masked.
+
+    :param proxies: the connection's proxies.
+    :return: the values to redact from messages (the password is registered with the masker).
+    """
+    found: list[str] = []
+    for proxy in proxies.values():
+        try:
+            parts = urlsplit(proxy)
+        except ValueError:
+            continue
+        if parts.password:
+            userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+            found += [
+                userinfo,
+                unquote(parts.password),
+                parts.password,
+                base64.b64encode(userinfo.encode()).decode(),
+            ]
+            register_secret(unquote(parts.password))
+    return tuple(found)

@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from airflow_capillary.hooks.file_service import CapillaryFileHook
+from airflow_capillary.settings import TASK_SETTINGS as _TASK
 from tests.hooks.recorder import BASE, Recorder
 from tests.hostile import hostile_server, hostile_servers  # noqa: F401 - fixtures of the hook tests
 
 PASSWORD = "s3cr3t-Passw0rd"
+#: The settings a task gives to the hook as arguments (a connection extra of their name is refused).
+TASK_SETTINGS = frozenset(s.name for s in _TASK)
 SECRET = "client-Secret-42"
 
 
@@ -52,7 +55,9 @@ def make_hook(
 ) -> Callable[..., tuple[CapillaryFileHook, Recorder]]:
     """Build a hook on a fresh connection with a :class:`Recorder` mounted on its session.
 
-    Waits between attempts are recorded in ``hook.sleeps`` instead of slept. CA bundle
+    Task policy (``max_retries=...``, see :data:`airflow_capillary.settings.TASK_SETTINGS`) goes to
+    the hook as an argument, every other keyword to the connection as an extra. Waits between
+    attempts are recorded in ``hook.sleeps`` instead of slept. CA bundle
     variables of the environment are removed, so that ``verify`` shows the connection's value.
     """
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -65,8 +70,9 @@ def make_hook(
         hook_kwargs: dict[str, Any] | None = None,
         **conn: Any,
     ) -> tuple[CapillaryFileHook, Recorder]:
+        task = {name: conn.pop(name) for name in list(conn) if name in TASK_SETTINGS}
         set_conn(**conn)
-        hook = CapillaryFileHook(**(hook_kwargs or {}))
+        hook = CapillaryFileHook(**{**task, **(hook_kwargs or {})})
         rec = recorder or Recorder(script)
         hook.session.mount("https://", rec)
         hook.session.mount("http://", rec)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.response import HTTPResponse
 
 #: A 51-byte "PNG" (the size of the documented example): PNG magic bytes then filler.
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(43))
@@ -51,17 +53,27 @@ class Reply:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def build(self, request: requests.PreparedRequest) -> requests.Response:
-        response = requests.Response()
-        response.status_code = self.status
         content = self.text if self.text is not None else json.dumps(self.json_body)
-        response._content = content.encode()
-        headers = {"Content-Type": "application/json", **self.headers}
-        response.headers = CaseInsensitiveDict(headers)
-        response.url = request.url or ""
-        response.request = request
-        response.encoding = "utf-8"
-        response.reason = "scripted"
-        return response
+        return build_response(
+            request, self.status, {"Content-Type": "application/json", **self.headers}, content.encode()
+        )
+
+
+def build_response(
+    request: requests.PreparedRequest, status: int, headers: dict[str, str], body: bytes
+) -> requests.Response:
+    """A ``requests.Response`` as an adapter returns it: the body unread, behind a urllib3 response."""
+    response = requests.Response()
+    response.status_code = status
+    response.headers = CaseInsensitiveDict(headers)
+    response.raw = HTTPResponse(
+        body=io.BytesIO(body), headers=headers, status=status, preload_content=False, decode_content=False
+    )
+    response.url = request.url or ""
+    response.request = request
+    response.encoding = "utf-8"
+    response.reason = "scripted"
+    return response
 
 
 Script = Reply | BaseException | Callable[[Sent], "Reply | BaseException"]

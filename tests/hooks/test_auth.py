@@ -10,8 +10,9 @@ import pytest
 import requests
 
 from airflow_capillary.exceptions import CapillaryAuthError
+from airflow_capillary.hooks._answer import Answer
 from airflow_capillary.hooks._auth import CapillaryBasicAuth, CapillaryOAuth
-from airflow_capillary.hooks._retry import TransientHTTPError
+from airflow_capillary.hooks._retry import ServiceFailure
 from tests.hooks.recorder import Reply
 
 BASIC_HEADER = "Basic dGlsbDo1ZjRkY2MzYjVhYTc2NWQ2MWQ4MzI3ZGViODgyY2Y5OQ=="  # till:md5("password")
@@ -42,22 +43,23 @@ def test_basic_header_with_an_md5_password_sends_it_as_is(digest):
 
 
 class TokenEndpoint:
-    """A fake ``session.post`` for the token endpoint."""
+    """A fake token ``post`` (the hook passes its bounded exchange): records calls, answers replies."""
 
     def __init__(self, *replies: Reply, delay: float = 0.0) -> None:
         self.replies = list(replies)
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, dict[str, str]]] = []
         self.delay = delay
         self._lock = threading.Lock()
         self._count = 0
 
-    def __call__(self, url: str, **kwargs: Any) -> requests.Response:
+    def __call__(self, url: str, payload: dict[str, str]) -> Answer:
         with self._lock:
-            self.calls.append({"url": url, **kwargs})
+            self.calls.append((url, payload))
             self._count += 1
             reply = self.replies.pop(0) if self.replies else token_reply(f"jwt-token-{self._count}")
         time.sleep(self.delay)
-        return reply.build(requests.Request("POST", url).prepare())
+        with reply.build(requests.Request("POST", url).prepare()) as response:
+            return Answer.read(response)
 
 
 def token_reply(token: str, ttl: Any = 300) -> Reply:
@@ -71,28 +73,36 @@ def oauth(endpoint: TokenEndpoint, clock: Any = time.monotonic) -> CapillaryOAut
         token_url=TOKEN_URL,
         token_header="X-CAP-API-OAUTH-TOKEN",
         post=endpoint,
-        timeout=(3.0, 10.0),
         clock=clock,
     )
 
 
+#: A token shaped like the real ones (a JWT): long, mixed case and digits.
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbGllbnQta2V5In0.Zm9vYmFyLXNpZ25hdHVyZQ"
+
+
 def test_token_request_is_the_documented_one(mocker):
-    registered = mocker.patch("airflow_capillary.hooks._auth.register_secret")
-    endpoint = TokenEndpoint()
+    masked = mocker.patch("airflow.sdk.log.mask_secret")
+    endpoint = TokenEndpoint(token_reply(JWT))
     auth = oauth(endpoint)
     request = auth(prepared())
-    assert request.headers["X-CAP-API-OAUTH-TOKEN"] == "jwt-token-1"
+    assert request.headers["X-CAP-API-OAUTH-TOKEN"] == JWT
     assert "Authorization" not in request.headers
-    assert endpoint.calls == [
-        {
-            "url": TOKEN_URL,
-            "json": {"key": "client-key", "secret": "client-secret"},
-            "headers": {"Content-Type": "application/json", "Accept": "application/json"},
-            "timeout": (3.0, 10.0),
-        }
-    ]
-    assert [c.args[0] for c in registered.call_args_list] == ["client-secret", "jwt-token-1"]
-    assert auth.secrets() == ("client-secret", "jwt-token-1")
+    assert endpoint.calls == [(TOKEN_URL, {"key": "client-key", "secret": "client-secret"})]
+    assert [c.args[0] for c in masked.call_args_list] == ["client-secret", JWT]
+    assert auth.secrets() == ("client-secret", JWT)
+
+
+@pytest.mark.parametrize(
+    "token", ["rewards", "jwt-token-1", "aaaaaaaaaaaaaaaaaaaa", "has space 1234567890Ab"]
+)
+def test_a_token_that_does_not_look_like_one_is_not_masked(mocker, token):
+    """A hostile token endpoint must not make the masker hide an ordinary word from every log line."""
+    masked = mocker.patch("airflow.sdk.log.mask_secret")
+    auth = oauth(TokenEndpoint(token_reply(token)))
+    assert auth.token() == token
+    assert [c.args[0] for c in masked.call_args_list] == ["client-secret"]
+    assert auth.secrets() == ("client-secret", token)  # still redacted from the hook's own messages
 
 
 def test_one_token_for_500_requests_over_8_threads():
@@ -191,11 +201,12 @@ def test_token_endpoint_refusals(reply, message):
     assert "client-secret" not in str(info.value)
 
 
-def test_token_endpoint_overload_is_transient():
-    auth = oauth(TokenEndpoint(Reply(503, {"errors": []}, headers={"Retry-After": "4"})))
-    with pytest.raises(TransientHTTPError, match="OAuth token endpoint answered HTTP 503") as info:
+@pytest.mark.parametrize("status", [429, 500, 501, 503])
+def test_token_endpoint_failure_is_a_service_failure_safe_to_repeat(status):
+    auth = oauth(TokenEndpoint(Reply(status, {"errors": []}, headers={"Retry-After": "4"})))
+    with pytest.raises(ServiceFailure, match=f"^OAuth token endpoint answered HTTP {status}$") as info:
         auth.token()
-    assert (info.value.status_code, info.value.retry_after) == (503, 4.0)
+    assert (info.value.status_code, info.value.retry_after(), info.value.idempotent) == (status, 4.0, True)
 
 
 @pytest.mark.parametrize(

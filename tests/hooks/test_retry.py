@@ -16,7 +16,7 @@ from airflow_capillary.exceptions import (
 )
 from airflow_capillary.hooks._retry import (
     RetryAfterOrBackoff,
-    TransientHTTPError,
+    ServiceFailure,
     is_retryable,
     parse_retry_after,
 )
@@ -58,9 +58,11 @@ TRUTH_TABLE = [
     (response(201), False, False, False),
     (http_error(503), False, False, True),
     (http_error(400), False, False, False),
-    (TransientHTTPError("x", status_code=503), False, False, True),
-    (TransientHTTPError("x", status_code=500), False, False, False),
-    (TransientHTTPError("x", status_code=500), True, False, True),
+    (ServiceFailure("x", status_code=503), False, False, True),
+    (ServiceFailure("x", status_code=500), False, False, False),
+    (ServiceFailure("x", status_code=500), True, False, True),
+    (ServiceFailure("x", status_code=500, idempotent=True), False, False, True),
+    (ServiceFailure("x", status_code=501, idempotent=True), True, False, False),
     (CapillaryIntegrityError("status false"), False, False, False),
     (CapillaryIntegrityError("status false"), False, True, True),
     (CapillaryAuthError("401"), True, True, False),
@@ -96,6 +98,8 @@ TRUTH_IDS = [
     "transient-503",
     "transient-500",
     "transient-500-opted-in",
+    "transient-500-idempotent",
+    "transient-501-idempotent",
     "integrity-off",
     "integrity-on",
     "auth",
@@ -152,10 +156,13 @@ def state_after(exc: BaseException, attempt: int) -> RetryCallState:
 
 
 def test_wait_honours_retry_after_with_a_cap():
-    wait = RetryAfterOrBackoff(min_wait=1, max_wait=30, retry_after_max=120)
-    assert wait(state_after(TransientHTTPError("x", status_code=503, retry_after=7.0), 1)) == 7.0
-    assert wait(state_after(TransientHTTPError("x", status_code=429, retry_after=0.0), 1)) == 0.0
-    assert wait(state_after(TransientHTTPError("x", status_code=429, retry_after=3600.0), 1)) == 120.0
+    wait = RetryAfterOrBackoff(min_wait=1, max_wait=30, retry_after_max=120, now=lambda: NOW)
+    assert wait(state_after(ServiceFailure("x", status_code=503, retry_after="7"), 1)) == 7.0
+    assert wait(state_after(ServiceFailure("x", status_code=429, retry_after="0"), 1)) == 0.0
+    assert wait(state_after(ServiceFailure("x", status_code=429, retry_after="3600"), 1)) == 120.0
+    # An HTTP date is read against the injected clock: exactly 30 s after NOW.
+    date = ServiceFailure("x", status_code=503, retry_after="Wed, 08 May 2024 03:41:29 GMT")
+    assert wait(state_after(date, 1)) == 30.0
 
 
 @pytest.mark.parametrize(
@@ -170,4 +177,5 @@ def test_wait_backs_off_exponentially_with_jitter(attempt, low, high):
 
 def test_transient_without_retry_after_backs_off():
     wait = RetryAfterOrBackoff(min_wait=0.5, max_wait=30, retry_after_max=120)
-    assert 0.5 <= wait(state_after(TransientHTTPError("x", status_code=503), 1)) <= 1.0
+    assert 0.5 <= wait(state_after(ServiceFailure("x", status_code=503), 1)) <= 1.0
+    assert 0.5 <= wait(state_after(ServiceFailure("x", status_code=503, retry_after="soon"), 1)) <= 1.0

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_capillary.hooks._session import USER_AGENT, build_session, same_origin
+from airflow_capillary.exceptions import CapillaryRequestRejectedError
+from airflow_capillary.hooks._session import build_session, same_origin
 from airflow_capillary.hooks.file_service import CapillaryFileHook
 from tests.hooks.recorder import PNG, upload_answer
 
@@ -87,28 +88,9 @@ def multipart_file(seen: dict[str, Any]) -> bytes:
     return inner.partition(b"\r\n\r\n")[2]
 
 
-def test_credentials_do_not_follow_a_307_to_another_port(servers, set_conn, monkeypatch):
-    origin, elsewhere = servers
-    origin.answer = lambda path: (307, {"Location": f"{elsewhere.base}{path}"}, b"")
-    set_conn(
-        host=origin.base, headers={"X-Api-Key": "static-secret", "X-CAP-API-ATTRIBUTION-ENTITY-TYPE": "TILL"}
-    )
-    hook = CapillaryFileHook()
-    result = hook.upload_file(PNG, file_name="test.png")
-    [first] = origin.seen
-    [second] = elsewhere.seen
-    assert first["headers"]["Authorization"].startswith("Basic ")
-    assert first["headers"]["X-Api-Key"] == "static-secret"
-    assert "Authorization" not in second["headers"]
-    assert "X-Api-Key" not in second["headers"]
-    assert second["headers"]["X-CAP-API-ATTRIBUTION-ENTITY-TYPE"] == "TILL"
-    assert second["headers"]["User-Agent"] == USER_AGENT
-    assert (second["method"], second["path"]) == ("POST", "/api_gateway/file-service/rewards/test.png")
-    assert multipart_file(second) == PNG  # the 307 rewound and resent the whole body
-    assert result.sent_size == 51
-
-
-def test_oauth_token_header_does_not_follow_a_307_to_another_port(servers, set_conn):
+@pytest.mark.parametrize("auth_type", ["basic", "oauth"])
+def test_a_307_to_another_port_is_not_followed(servers, set_conn, auth_type):
+    """Another port is another origin: the hook refuses the redirect; nothing reaches the other server."""
     origin, elsewhere = servers
 
     def answer(path: str) -> tuple[int, dict[str, str], bytes]:
@@ -117,10 +99,18 @@ def test_oauth_token_header_does_not_follow_a_307_to_another_port(servers, set_c
         return 307, {"Location": f"{elsewhere.base}{path}"}, b""
 
     origin.answer = answer
-    set_conn(host=origin.base, auth_type="oauth")
-    CapillaryFileHook().upload_file(PNG, file_name="test.png")
-    assert origin.seen[1]["headers"]["X-CAP-API-OAUTH-TOKEN"] == "tok-abc-123"
-    assert "X-CAP-API-OAUTH-TOKEN" not in elsewhere.seen[0]["headers"]
+    set_conn(
+        host=origin.base,
+        auth_type=auth_type,
+        headers={"X-Api-Key": "static-secret", "X-CAP-API-ATTRIBUTION-ENTITY-TYPE": "TILL"},
+    )
+    with pytest.raises(
+        CapillaryRequestRejectedError,
+        match=f": HTTP 307, a redirect to {elsewhere.base}: not followed, it leaves the service's origin$",
+    ):
+        CapillaryFileHook().upload_file(PNG, file_name="test.png")
+    assert elsewhere.seen == []
+    assert origin.seen[-1]["path"] == "/api_gateway/file-service/rewards/test.png"
 
 
 def test_credentials_follow_a_307_on_the_same_origin(servers, set_conn):

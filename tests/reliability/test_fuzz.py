@@ -10,6 +10,7 @@ pieces (``is_retryable``, ``parse_retry_after``) never raise at all. No sockets:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ import requests
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from requests.adapters import BaseAdapter
+from urllib3.response import HTTPResponse
 
 from airflow_capillary.exceptions import CapillaryError, CapillaryInvalidInputError
 from airflow_capillary.hooks._config import CapillaryConnectionConfig
@@ -65,11 +67,11 @@ class StubTransport(BaseAdapter):
 
 
 def response(status: int, headers: dict[str, str], body: bytes) -> requests.Response:
-    """Build a ``requests.Response`` as the transport would."""
+    """Build a ``requests.Response`` as the transport would: the body unread, behind a urllib3 response."""
     answer = requests.Response()
     answer.status_code = status
     answer.headers.update(headers)
-    answer._content = body
+    answer.raw = HTTPResponse(body=io.BytesIO(body), status=status, preload_content=False)
     answer.reason = "fuzzed"
     return answer
 
@@ -77,7 +79,7 @@ def response(status: int, headers: dict[str, str], body: bytes) -> requests.Resp
 def make_hook(auth_type: str = "basic", **extra: Any) -> CapillaryFileHook:
     """A hook on a resolved configuration (no Airflow connection lookup), retries without waiting."""
     hook = CapillaryFileHook("fuzz")
-    hook.__dict__["config"] = CapillaryConnectionConfig.resolve(
+    config = CapillaryConnectionConfig.resolve(
         "fuzz",
         host=BASE_URL,
         login="demo-key" if auth_type == "oauth" else "demo",
@@ -85,6 +87,7 @@ def make_hook(auth_type: str = "basic", **extra: Any) -> CapillaryFileHook:
         extra={"auth_type": auth_type, **extra},
         overrides={"max_retries": 1, "retry_on_500": True},
     )
+    hook._read_config = lambda: config  # type: ignore[method-assign]
     hook._sleep = lambda seconds: None
     return hook
 
@@ -187,11 +190,16 @@ HEADERS = st.fixed_dictionaries(
         "X-Fuzz": HEADER_VALUE,
     },
 )
+#: Nesting deep enough to make ``json`` raise ``RecursionError`` (issue 10, finding 2), or not quite.
+NESTED = st.sampled_from([200_000, 100_000, 5_000, 999]).flatmap(
+    lambda depth: st.sampled_from([b"[" * depth, b'{"a":' * depth, b"[" * depth + b"]" * depth])
+)
 BODY = st.one_of(
     UPLOAD_ANSWER.map(lambda d: json.dumps(d).encode()),
     JUNK.map(lambda d: json.dumps(d).encode()),
     st.binary(max_size=64),
     TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")),
+    NESTED,
 )
 
 
@@ -242,6 +250,9 @@ def _prepare(
     200, {}, json.dumps({**VALID_ANSWER, "file": {**VALID_FILE, "fileSize": "\u2460"}}).encode(), "basic"
 )
 @example(503, {"Retry-After": "\u00b2"}, b"{}", "basic")
+@example(200, {}, b"[" * 200_000, "basic")
+@example(400, {}, b"[" * 200_000, "oauth")
+@example(503, {}, b"[" * 200_000, "basic")
 def test_upload_answers(status: int, headers: dict[str, str], body: bytes, auth_type: str) -> None:
     hook = make_hook(auth_type)
     token = json.dumps({"data": {"accessToken": "fuzz-token-0123456789", "ttlSeconds": 300}}).encode()
@@ -266,6 +277,8 @@ def test_upload_answers(status: int, headers: dict[str, str], body: bytes, auth_
 @given(status=STATUS, headers=HEADERS, body=BODY)
 @example(200, {}, json.dumps({"data": {"accessToken": "fuzz-token-0123", "ttlSeconds": "\u00b2"}}).encode())
 @example(429, {"Retry-After": "\u00b2"}, b"{}")
+@example(200, {}, b"[" * 200_000)
+@example(400, {}, b"[" * 200_000)
 def test_token_endpoint_answers(status: int, headers: dict[str, str], body: bytes) -> None:
     hook = make_hook("oauth")
     stored = json.dumps(
