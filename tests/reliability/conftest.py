@@ -15,7 +15,7 @@ from airflow_capillary.hooks.file_service import CapillaryFileHook
 from airflow_capillary.operators.upload_image import UploadImageOperator
 from tests.operators.images import png_bytes
 
-#: Connection extras that keep retries fast: tiny backoff, Retry-After honoured but capped at 20 ms.
+#: Hook/operator arguments that keep retries fast: tiny backoff, Retry-After honoured but capped at 20 ms.
 FAST_RETRIES: dict[str, Any] = {"retry_min_wait": 0.005, "retry_max_wait": 0.02, "retry_after_max": 0.02}
 
 #: The logger the hook's log is routed to in these tests (structlog in the task SDK otherwise).

@@ -41,6 +41,8 @@ from tests.reliability.conftest import FAST_RETRIES, run_operator
 pytestmark = pytest.mark.integration
 
 CONN = "AIRFLOW_CONN_CAPILLARY_DEFAULT"
+#: The task policy of every case: one retry, fast.
+FAST_POLICY: dict[str, Any] = {"max_retries": 1, **FAST_RETRIES}
 
 
 @dataclass
@@ -53,8 +55,8 @@ class Env:
     monkeypatch: pytest.MonkeyPatch
 
     def connect(self, uri: str | None = None, **extras: Any) -> None:
-        """Point ``capillary_default`` at the emulator (fast retries) or at ``uri``."""
-        self.monkeypatch.setenv(CONN, uri or self.emu.connection_uri(max_retries=1, **FAST_RETRIES, **extras))
+        """Point ``capillary_default`` at the emulator or at ``uri``."""
+        self.monkeypatch.setenv(CONN, uri or self.emu.connection_uri(**extras))
 
     def image(self, name: str, data: bytes | None = None) -> Path:
         """Write a file (a PNG by default) and return its path."""
@@ -64,12 +66,13 @@ class Env:
         return path
 
     def operator(self, source: Any, **kwargs: Any) -> Callable[[], Any]:
-        """An action running an UploadImageOperator like the task runner."""
-        return lambda: run_operator(UploadImageOperator(task_id="bad", source=source, **kwargs))
+        """An action running an UploadImageOperator like the task runner (fast retries)."""
+        policy = {**FAST_POLICY, **kwargs}
+        return lambda: run_operator(UploadImageOperator(task_id="bad", source=source, **policy))
 
     def upload(self, source: Any, **kwargs: Any) -> Callable[[], Any]:
-        """An action uploading through the hook."""
-        return lambda: CapillaryFileHook().upload_file(source, **kwargs)
+        """An action uploading through the hook (fast retries)."""
+        return lambda: CapillaryFileHook(**FAST_POLICY).upload_file(source, **kwargs)
 
 
 #: A case prepares its bad input and returns (the action, a regex its message must match).
@@ -179,10 +182,9 @@ def glob_matching_nothing(env: Env) -> tuple[Callable[[], Any], str]:
 
 
 def over_max_file_size(env: Env) -> tuple[Callable[[], Any], str]:
-    env.connect(max_file_size=40)
     path = env.image("big.png")
     return env.operator(
-        str(path)
+        str(path), max_file_size=40
     ), rf"file 'big.png' is {path.stat().st_size} bytes, larger than max_file_size 40"
 
 
@@ -268,9 +270,7 @@ def unreachable_host(env: Env) -> tuple[Callable[[], Any], str]:
     with socket.socket() as sock:  # a loopback port nobody listens on once closed
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env.connect(
-        f"capillary://demo:pw@http%3A%2F%2F127.0.0.1%3A{port}/?max_retries=1&retry_min_wait=0&retry_max_wait=0"
-    )
+    env.connect(f"capillary://demo:pw@http%3A%2F%2F127.0.0.1%3A{port}/")
     return env.operator(str(env.image("ok.png"))), (
         rf"uploading 'ok\.png' .*: cannot reach 127\.0\.0\.1:{port} \(after 2 attempts\): ConnectionError"
     )

@@ -54,18 +54,18 @@ def test_fault_soak(
     with EmulatorProcess(tmp_path / "emulator", args=args) as emu:
         monkeypatch.setenv(
             "AIRFLOW_CONN_CAPILLARY_DEFAULT",
-            emu.connection_uri(
-                auth_type="basic",
-                retry_on_500=True,
-                max_retries=12,  # P(13 faults in a row) = 0.2 ** 13: never
-                timeout=f"[5, {READ_TIMEOUT}]",
-                **FAST_RETRIES,
-            ),
+            emu.connection_uri(auth_type="basic", timeout=f"[5, {READ_TIMEOUT}]"),
         )
         started = time.monotonic()
         result, pushed = run_operator(
             UploadImageOperator(
-                task_id="soak", source=str(tmp_path / "catalogue"), max_workers=WORKERS, progress_interval=0
+                task_id="soak",
+                source=str(tmp_path / "catalogue"),
+                max_workers=WORKERS,
+                progress_interval=0,
+                retry_on_500=True,
+                max_retries=12,  # P(13 faults in a row) = 0.2 ** 13: never
+                **FAST_RETRIES,
             )
         )
         elapsed = time.monotonic() - started

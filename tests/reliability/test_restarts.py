@@ -74,13 +74,17 @@ def test_kill_9_mid_batch_then_restart_on_the_same_port(
     emu = EmulatorProcess(tmp_path / "emulator", args=["--latency-ms", "100"]).start()
     try:
         port = emu.port
-        monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", emu.connection_uri(timeout="[2, 5]", **RETRIES))
+        monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", emu.connection_uri(timeout="[2, 5]"))
         outcome: dict[str, Any] = {}
 
         def run_batch() -> None:
             try:
                 op = UploadImageOperator(
-                    task_id="restart", source=str(tmp_path / "catalogue"), max_workers=4, progress_interval=0
+                    task_id="restart",
+                    source=str(tmp_path / "catalogue"),
+                    max_workers=4,
+                    progress_interval=0,
+                    **RETRIES,
                 )
                 outcome["result"], outcome["pushed"] = run_operator(op)
             except BaseException as exc:
