@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 from airflow_capillary._redact import SENSITIVE_QUERY_PARAMS, redact_text
 from airflow_capillary.exceptions import CapillaryIntegrityError, CapillaryInvalidInputError
-from airflow_capillary.hooks._retry import parse_retry_after
 from airflow_capillary.models import UploadedFile
 
 if TYPE_CHECKING:
@@ -254,6 +253,9 @@ class AnswerJudge:
     def _judge_headers(self, body: bytes | None) -> Verdict | None:
         expected, status, headers, where = self.expected, self._status, self._headers, self.expected.label
         if status == 404 or status in WAIT_STATUSES or 500 <= status < 600:
+            # The hook's parser, the one of the provider (imported here: requests stays out of a DAG parse).
+            from airflow_capillary.hooks._retry import parse_retry_after
+
             return Verdict(
                 "wait",
                 f"{where}: the storage answered HTTP {status}; waiting",

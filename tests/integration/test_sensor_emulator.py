@@ -23,11 +23,14 @@ from airflow_capillary.hooks.file_service import CapillaryFileHook
 from airflow_capillary.models import UploadedFile
 from airflow_capillary.sensors.file_service import CapillaryFileSensor
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
+from airflow_capillary.verification.rounds import CHUNK_SIZE
 from tests.verification.records import PNG, without_url
 
 pytestmark = pytest.mark.integration
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 64 + b"\xff\xd9"
+#: A 3 MiB image (twelve 256 KiB chunks and a few bytes), each chunk different (issue 11, S4).
+BIG = PNG[:8] + b"".join(hashlib.sha256(bytes([i])).digest() * 8192 for i in range(12)) + b"IEND"
 
 
 def upload(name: str, body: bytes) -> dict[str, Any]:
@@ -125,6 +128,21 @@ def test_unreachable_storage_is_bounded(capillary_conn):
     capillary_conn.push_fault(Fault(action="reset", match="download", times=5))
     with pytest.raises(CapillaryServiceUnavailableError, match=r"giving up after 2 consecutive failures"):
         sensor(record, check="sha256", max_consecutive_failures=2).execute({})
+
+
+@pytest.mark.parametrize("path", ["sensor", "trigger"])
+def test_a_multi_megabyte_image_is_hashed_to_its_last_chunk(capillary_conn, path):
+    """A body of more than one chunk over a real socket: verified only if every chunk is hashed."""
+    assert len(BIG) > 12 * CHUNK_SIZE
+    record = upload("big.png", BIG)
+    if path == "sensor":
+        assert sensor(record, check="sha256").execute({}) == without_url(record)
+    else:
+        trigger = CapillaryFileTrigger(
+            records=[record], deadline=time.time() + 30, check="sha256", poll_interval=0.05
+        )
+        assert run_trigger(trigger) == [TriggerEvent({"status": "success", "verified": 1})]
+    assert [(r["method"], r["status"]) for r in downloads(capillary_conn)] == [("GET", 200)]
 
 
 def run_trigger(trigger: CapillaryFileTrigger) -> list[TriggerEvent]:
