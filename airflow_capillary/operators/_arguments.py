@@ -5,24 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_capillary.exceptions import CapillaryConfigError
+from airflow_capillary.settings import TABLE
 
 __all__ = ["HOOK_POLICY", "as_bool", "check_int", "check_seconds"]
 
-#: UploadImageOperator's arguments passed on to CapillaryFileHook when given (the task policy of
-#: ``airflow_capillary/settings.py``; ``namespace`` is passed always, ``max_connections`` comes
-#: from ``max_workers``).
-HOOK_POLICY = (
-    "timeout",
-    "rate_limit_per_minute",
-    "max_retries",
-    "retry_min_wait",
-    "retry_max_wait",
-    "retry_after_max",
-    "retry_on_500",
-    "retry_integrity_errors",
-    "check_content",
-    "allow_empty",
-    "max_file_size",
+#: UploadImageOperator's arguments passed on to CapillaryFileHook when given: the task policy of
+#: the one settings table (``namespace`` is passed always, ``max_connections`` is ``max_workers``).
+HOOK_POLICY: tuple[str, ...] = tuple(
+    s.name for s in TABLE if s.scope != "connection" and s.name not in ("namespace", "max_connections")
 )
 
 #: What a templated boolean may render to.

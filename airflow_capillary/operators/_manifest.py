@@ -12,6 +12,7 @@ concurrent writers keep each other's entries.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -128,8 +129,9 @@ def entry_of(result: UploadedFile, *, source: str, uploaded_at: datetime) -> Man
 def unchanged_record(entry: ManifestEntry, *, namespace: str, name: str, source: str) -> dict[str, Any]:
     """Build the XCom record of a file that was not uploaded because its entry matches it.
 
-    Same keys as an uploaded record; what only an upload answer tells is ``None`` (``acl``,
-    ``code``, ``status``, ``secure_file_path``), and ``sent_size`` is 0.
+    Same keys, in the same order, as an uploaded record (``UploadedFile.to_dict()``, ``source``,
+    ``action``); what only an upload answer tells is ``None`` (``acl``, ``code``, ``status``,
+    ``secure_file_path`` and any other field the manifest does not keep), and ``sent_size`` is 0.
 
     :param entry: its manifest entry.
     :param namespace: the namespace.
@@ -137,27 +139,25 @@ def unchanged_record(entry: ManifestEntry, *, namespace: str, name: str, source:
     :param source: the source label of this run.
     :return: the record, ``action`` ``"unchanged"``.
     """
-    return {
+    from airflow_capillary.models import UploadedFile
+
+    known: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
         "version": entry["version"],
         "latest_version": entry["latest_version"],
-        "acl": None,
         "file_size": entry["size"],
         "file_handle": entry["file_handle"],
         "content_type": entry["content_type"],
         "s3_token": entry["s3_token"],
         "s3_url": entry["s3_url"],
         "last_modified": entry["last_modified"],
-        "secure_file_path": None,
-        "code": None,
-        "status": None,
         "message": f"not uploaded: unchanged since {entry['uploaded_at']}",
         "sent_size": 0,
         "sha256": entry["sha256"],
-        "source": source,
-        "action": "unchanged",
     }
+    record = {field.name: known.get(field.name) for field in dataclasses.fields(UploadedFile)}
+    return {**record, "source": source, "action": "unchanged"}
 
 
 def open_manifest(argument: Any, **options: Any) -> Manifest:

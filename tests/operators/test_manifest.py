@@ -145,6 +145,7 @@ def test_unchanged_record_has_the_keys_of_an_uploaded_one() -> None:
         "status": None,
         "message": "not uploaded: unchanged since 2026-11-26T20:00:00.000000+00:00",
         "sent_size": 0,
+        "secure_url_refused": None,
         "sha256": "c" * 64,
         "source": "/new/a.png",
         "action": "unchanged",
