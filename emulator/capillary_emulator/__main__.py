@@ -1,19 +1,27 @@
 """Command line: ``python -m capillary_emulator [options]``.
 
 Prints, flushed, the base URL on the first line; with ``--tls`` the CA certificate path on the
-second; then one line about the credentials. Stops cleanly on Ctrl-C or SIGTERM (exit code 0).
+second; then ``control token: <token>`` (the secret the ``/_emulator`` endpoints require in
+``X-Emulator-Token``: taken from ``CAPILLARY_EMULATOR_CONTROL_TOKEN`` when set, else generated);
+then one line about the credentials. Stops cleanly on Ctrl-C or SIGTERM (exit code 0). Also
+installed as the ``capillary-emulator`` console script.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from capillary_emulator.connection import CONTROL_TOKEN_ENV
 from capillary_emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
 from capillary_emulator.faults import DEFAULT_RANDOM_KINDS, RANDOM_KINDS
+from capillary_emulator.ratelimit import parse_rate
 from capillary_emulator.state import EmulatorSettings
 
 
@@ -25,14 +33,28 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def _rate(text: str) -> float:
-    value = text.strip().lower().removesuffix("/s")
     try:
-        rate = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate such as 10/s, got {text!r}") from None
-    if rate <= 0:
+        rate = parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if rate is None:
         raise argparse.ArgumentTypeError(f"the rate must be > 0, got {text!r}")
     return rate
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    what = "an integer" if kind is int else "a number"
+
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} > 0, got {text!r}") from None
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"expected {what} > 0, got {text!r}")
+        return value
+
+    return convert
 
 
 def _kinds(text: str) -> tuple[str, ...]:
@@ -65,7 +87,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to each request, ms")
     parser.add_argument("--max-body-bytes", type=int, help="largest upload body (413 above)")
-    parser.add_argument("--rate-limit", type=_rate, metavar="N/s", help="uploads per second before 429")
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate,
+        metavar="N/s|N/min",
+        help="requests per API key (basic user, OAuth client) before 429 with Retry-After",
+    )
+    parser.add_argument(
+        "--rate-limit-burst", type=_positive(int), metavar="N", help="requests a key may send at once"
+    )
+    parser.add_argument(
+        "--rate-limit-retry-after",
+        type=_positive(int),
+        metavar="SECONDS",
+        help="Retry-After of every rate-limit 429 (default: until the key's bucket refills)",
+    )
+    parser.add_argument(
+        "--request-log-size", type=_positive(int), default=10_000, help="request log entries kept"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        help="open connections served at once (default: from the file-descriptor limit)",
+    )
+    parser.add_argument(
+        "--header-timeout", type=_positive(float), default=30.0, help="seconds to send a request head"
+    )
+    parser.add_argument(
+        "--body-timeout", type=_positive(float), default=30.0, help="seconds between two pieces of a body"
+    )
     parser.add_argument(
         "--timezone", default="Asia/Kolkata", help="zone of last_modified (default: Asia/Kolkata)"
     )
@@ -116,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
             latency=args.latency_ms / 1000.0,
             max_body_bytes=args.max_body_bytes,
             rate_limit=args.rate_limit,
+            rate_limit_burst=args.rate_limit_burst,
+            rate_limit_retry_after=args.rate_limit_retry_after,
+            request_log_size=args.request_log_size,
+            max_connections=args.max_connections,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
             timezone=args.timezone,
             bucket=args.bucket,
             org_id=args.org_id,
@@ -130,12 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     from capillary_emulator.server import build_server
     from capillary_emulator.state import EmulatorState
 
-    state = EmulatorState(settings, args.data_dir)
+    state = EmulatorState(settings, args.data_dir, control_token=os.environ.get(CONTROL_TOKEN_ENV) or None)
     try:
         server, sock, base_url, ca_path = build_server(state, host=args.host, port=args.port, tls=args.tls)
         print(base_url, flush=True)
         if ca_path:
             print(ca_path, flush=True)
+        print(f"control token: {state.control_token}", flush=True)
         print(_credentials_line(settings, custom), flush=True)
         # uvicorn handles SIGINT/SIGTERM itself, then re-raises them after its graceful shutdown.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -4,19 +4,18 @@ Routes:
 
 - ``POST /api_gateway/file-service/{namespace}/{file name}``: upload (see ``upload``).
 - ``GET``/``HEAD`` of an upload path: 401 or 405, a side-effect-free probe of the credentials.
-- ``POST /v3/oauth/token/generate``: OAuth access token from ``{"key", "secret"}`` (JSON or form).
+- ``POST /v3/oauth/token/generate``: OAuth access token from ``{"key", "secret"}`` (see ``oauth``).
 - ``GET``/``HEAD /_s3/{bucket}/{s3_token}?X-Amz-...``: pre-signed download (see ``download``).
-- Control (no auth, not logged): ``GET``/``POST``/``DELETE /_emulator/faults`` (list, queue a JSON
-  list of fault dicts or one dict, clear), ``GET /_emulator/files``, ``GET /_emulator/requests``,
-  ``GET /_emulator/tokens``, ``POST /_emulator/reset``, ``GET``/``POST /_emulator/settings``
-  (runtime settings, e.g. ``{"latency": 0.05}``), ``GET /_emulator/health``.
+- ``/_emulator/...``: the control endpoints, behind a Host check and the control token (see
+  ``control``).
+
+A body that stalls longer than ``body_timeout`` is answered 408 (see ``serving``); running out of
+file descriptors is answered 503 with ``Retry-After: 1`` and one warning line, not a traceback.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from typing import Any
+import errno
 
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -24,162 +23,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from capillary_emulator.control import CONTROL_PREFIX, control_routes
 from capillary_emulator.download import S3_PREFIX, download
-from capillary_emulator.faults import Fault
-from capillary_emulator.responses import (
-    NoResponse,
-    abort_connection,
-    begin,
-    fault_response,
-    finish,
-    json_response,
-    reason,
-    token_error,
-)
+from capillary_emulator.oauth import TOKEN_PATH, generate_token
+from capillary_emulator.responses import ENTRY_KEY, json_response
+from capillary_emulator.serving import BodyTimeout, warn_out_of_resources
 from capillary_emulator.state import EmulatorState
 from capillary_emulator.upload import UPLOAD_PREFIX, probe, upload
 
-TOKEN_PATH = "/v3/oauth/token/generate"
-CONTROL_PREFIX = "/_emulator"
+__all__ = ["CONTROL_PREFIX", "TOKEN_PATH", "create_app"]
 
-
-async def _credentials(request: Request) -> tuple[str, str] | None:
-    """Read ``key``/``secret`` from a JSON or form body."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    data: Any
-    if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        data = dict(await request.form())
-    else:
-        try:
-            data = json.loads(await request.body() or b"null")
-        except ValueError:
-            return None
-    if not isinstance(data, dict):
-        return None
-    key, secret = data.get("key"), data.get("secret")
-    if not isinstance(key, str) or not isinstance(secret, str) or not key or not secret:
-        return None
-    return key, secret
-
-
-async def generate_token(request: Request) -> Response:
-    """Issue an OAuth access token.
-
-    :param request: the request.
-    :return: ``{"data": {"accessToken", "ttlSeconds"}, "errors": null}``, or 400/401 with ``errors``.
-    """
-    state, entry, fault = await begin(request, "token")
-    if fault is not None:
-        if fault.action == "reset":
-            await abort_connection(request.scope)
-            return finish(entry, NoResponse())
-        if fault.action == "respond":
-            default = {"data": None, "errors": [{"code": fault.status, "message": reason(fault.status)}]}
-            return finish(entry, fault_response(fault, json.dumps(default)))
-        if fault.action == "malformed_json":
-            return finish(entry, Response('{"data": {"accessToken": "', media_type="application/json"))
-    credentials = await _credentials(request)
-    if credentials is None:
-        message = 'Both key and secret are required (JSON body {"key": ..., "secret": ...})'
-        return finish(entry, token_error(400, message))
-    entry["principal"] = f"oauth:{credentials[0]}"
-    issued = state.auth.issue_token(*credentials)
-    if issued is None:
-        return finish(entry, token_error(401, "Invalid client key or secret"))
-    token, ttl = issued
-    return finish(
-        entry, json_response(200, {"data": {"accessToken": token, "ttlSeconds": ttl}, "errors": None})
-    )
-
-
-# -- control endpoints --------------------------------------------------------------------------------
-def _state(request: Request) -> EmulatorState:
-    state: EmulatorState = request.app.state.emulator
-    return state
-
-
-async def control_faults(request: Request) -> Response:
-    """List (GET), queue (POST) or clear (DELETE) scripted faults.
-
-    :param request: the request; for POST a JSON fault dict or list of them.
-    :return: the pending faults, or 400 for an invalid fault.
-    """
-    state = _state(request)
-    if request.method == "POST":
-        try:
-            data = await request.json()
-            items = data if isinstance(data, list) else [data]
-            state.push_faults([Fault.from_dict(item) for item in items])
-        except (ValueError, TypeError) as exc:
-            return json_response(400, {"error": str(exc)})
-    elif request.method == "DELETE":
-        state.faults.clear()
-    return json_response(200, [fault.to_dict() for fault in state.faults.pending()])
-
-
-async def control_files(request: Request) -> Response:
-    """List every stored version (see ``StoredFile.to_dict``).
-
-    :param request: the request.
-    :return: JSON list.
-    """
-    files = await asyncio.to_thread(_state(request).store.files)
-    return json_response(200, [stored.to_dict() for stored in files])
-
-
-async def control_requests(request: Request) -> Response:
-    """List the logged requests.
-
-    :param request: the request.
-    :return: JSON list.
-    """
-    return json_response(200, _state(request).log.entries())
-
-
-async def control_tokens(request: Request) -> Response:
-    """List the token requests.
-
-    :param request: the request.
-    :return: JSON list.
-    """
-    return json_response(200, _state(request).auth.token_requests())
-
-
-async def control_reset(request: Request) -> Response:
-    """Delete stored files, faults and logs.
-
-    :param request: the request.
-    :return: ``{"reset": true}``.
-    """
-    await asyncio.to_thread(_state(request).reset)
-    return json_response(200, {"reset": True})
-
-
-async def control_settings(request: Request) -> Response:
-    """Show (GET) or change (POST a JSON object) runtime settings.
-
-    :param request: the request.
-    :return: the settings without secrets, or 400.
-    """
-    state = _state(request)
-    if request.method == "POST":
-        try:
-            changes = await request.json()
-            if not isinstance(changes, dict):
-                raise TypeError("expected a JSON object of settings")
-            state.configure(**changes)
-        except (ValueError, TypeError) as exc:
-            return json_response(400, {"error": str(exc)})
-    return json_response(200, state.settings.public_dict())
-
-
-async def control_health(request: Request) -> Response:
-    """Liveness probe.
-
-    :param request: the request.
-    :return: ``{"ok": true}``.
-    """
-    return json_response(200, {"ok": True})
+#: ``OSError`` numbers that mean "out of file descriptors or memory": answered 503, not 500.
+OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class AnyTextConvertor(PathConvertor):
@@ -189,6 +44,30 @@ class AnyTextConvertor(PathConvertor):
 
 
 register_url_convertor("capillary_any", AnyTextConvertor())
+
+
+def _record(request: Request, status: int) -> None:
+    entry = request.scope.get("extensions", {}).get(ENTRY_KEY)
+    if entry is not None and entry["status"] is None:
+        state: EmulatorState = request.app.state.emulator
+        entry["status"] = status
+        state.log.count(entry["kind"], status)
+
+
+async def _body_timeout(request: Request, exc: Exception) -> Response:
+    _record(request, 408)
+    return json_response(408, {"code": 408, "status": "false", "message": str(exc)}, {"Connection": "close"})
+
+
+async def _os_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, OSError) or exc.errno not in OUT_OF_RESOURCES:
+        raise exc
+    warn_out_of_resources(exc)
+    _record(request, 503)
+    message = "Service Unavailable: the emulator is out of file descriptors"
+    return json_response(
+        503, {"code": 503, "status": "false", "message": message}, {"Retry-After": "1", "Connection": "close"}
+    )
 
 
 def create_app(state: EmulatorState) -> Starlette:
@@ -203,14 +82,8 @@ def create_app(state: EmulatorState) -> Starlette:
         Route(f"{UPLOAD_PREFIX}/{{namespace}}", probe, methods=["GET", "HEAD"]),
         Route(TOKEN_PATH, generate_token, methods=["POST"]),
         Route(f"{S3_PREFIX}/{{rest:path}}", download, methods=["GET", "HEAD"]),
-        Route(f"{CONTROL_PREFIX}/faults", control_faults, methods=["GET", "POST", "DELETE"]),
-        Route(f"{CONTROL_PREFIX}/files", control_files, methods=["GET"]),
-        Route(f"{CONTROL_PREFIX}/requests", control_requests, methods=["GET"]),
-        Route(f"{CONTROL_PREFIX}/tokens", control_tokens, methods=["GET"]),
-        Route(f"{CONTROL_PREFIX}/reset", control_reset, methods=["POST"]),
-        Route(f"{CONTROL_PREFIX}/settings", control_settings, methods=["GET", "POST"]),
-        Route(f"{CONTROL_PREFIX}/health", control_health, methods=["GET"]),
+        *control_routes(),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={BodyTimeout: _body_timeout, OSError: _os_error})
     app.state.emulator = state
     return app

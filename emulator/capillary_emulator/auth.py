@@ -12,13 +12,13 @@ tokens survive a restart). It is accepted in ``X-CAP-API-OAUTH-TOKEN`` or as
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,8 @@ from typing import Any
 from capillary_emulator.signing import derive_key
 
 TOKEN_HEADER = "x-cap-api-oauth-token"
+#: Token requests remembered (oldest dropped first).
+TOKEN_LOG_SIZE = 10_000
 
 
 def md5_hex(password: str) -> str:
@@ -74,9 +76,38 @@ class Authenticator:
         self.oauth_clients = dict(oauth_clients)
         self.token_ttl = token_ttl
         self._lock = threading.Lock()
-        self._token_log: list[dict[str, Any]] = []
+        self._token_log: deque[dict[str, Any]] = deque(maxlen=TOKEN_LOG_SIZE)
+        self._issued: deque[str] = deque(maxlen=TOKEN_LOG_SIZE)
 
     # -- OAuth tokens ------------------------------------------------------------------------------
+    def verify_client(self, key: str, secret: str) -> bool:
+        """Check an OAuth client's credentials (nothing is logged).
+
+        :param key: client key.
+        :param secret: client secret.
+        :return: whether they are right.
+        """
+        expected = self.oauth_clients.get(key)
+        return expected is not None and hmac.compare_digest(expected.encode(), secret.encode())
+
+    def record_token_request(self, key: str, *, accepted: bool, limited: bool = False) -> None:
+        """Log one token request.
+
+        :param key: client key.
+        :param accepted: whether a token was issued.
+        :param limited: whether it was refused by the rate limit (429).
+        """
+        with self._lock:
+            self._token_log.append(
+                {
+                    "key": key,
+                    "accepted": accepted,
+                    "limited": limited,
+                    "ttl": self.token_ttl,
+                    "time": time.time(),
+                }
+            )
+
     def issue_token(self, key: str, secret: str) -> tuple[str, int] | None:
         """Issue an access token for a client.
 
@@ -84,8 +115,7 @@ class Authenticator:
         :param secret: client secret.
         :return: ``(token, ttl_seconds)``, or ``None`` for bad credentials. Every call is logged.
         """
-        expected = self.oauth_clients.get(key)
-        accepted = expected is not None and hmac.compare_digest(expected.encode(), secret.encode())
+        accepted = self.verify_client(key, secret)
         ttl = self.token_ttl
         token = None
         if accepted:
@@ -95,8 +125,9 @@ class Authenticator:
             payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
             signature = hmac.new(self._key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
             token = f"{header}.{payload}.{_b64url(signature)}"
-        with self._lock:
-            self._token_log.append({"key": key, "accepted": accepted, "ttl": ttl, "time": time.time()})
+            with self._lock:
+                self._issued.append(token)
+        self.record_token_request(key, accepted=accepted)
         return (token, ttl) if token else None
 
     def check_token(self, token: str) -> Principal | None:
@@ -111,7 +142,7 @@ class Authenticator:
             if not hmac.compare_digest(expected, _b64url_decode(signature)):
                 return None
             claims = json.loads(_b64url_decode(payload))
-        except (ValueError, binascii.Error):
+        except ValueError:  # binascii.Error is one too
             return None
         if not isinstance(claims, dict) or claims.get("sub") not in self.oauth_clients:
             return None
@@ -120,9 +151,18 @@ class Authenticator:
         return Principal("oauth", claims["sub"])
 
     def token_requests(self) -> list[dict[str, Any]]:
-        """Return the log of token requests: ``key``, ``accepted``, ``ttl``, ``time``."""
+        """Return the log of token requests: ``key``, ``accepted``, ``limited``, ``ttl``, ``time``."""
         with self._lock:
             return [dict(entry) for entry in self._token_log]
+
+    def issued_tokens(self) -> list[str]:
+        """Return the access tokens issued (the latest :data:`TOKEN_LOG_SIZE`), oldest first.
+
+        In-process only (a leak scan needs them); no endpoint serves them, and :meth:`reset`
+        keeps them, since they stay valid.
+        """
+        with self._lock:
+            return list(self._issued)
 
     def reset(self) -> None:
         """Forget the token request log."""
@@ -136,13 +176,14 @@ class Authenticator:
         :param value: the text after ``Basic``.
         :return: the user, or ``None``.
         """
-        try:
+        try:  # ValueError: non-ASCII text; binascii.Error and UnicodeDecodeError are ValueErrors too
             decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:
             return None
         name, sep, digest = decoded.partition(":")
         expected = self.users.get(name)
-        if not sep or expected is None or not hmac.compare_digest(expected, digest.lower()):
+        # bytes: compare_digest refuses str with non-ASCII characters (TypeError)
+        if not sep or expected is None or not hmac.compare_digest(expected.encode(), digest.lower().encode()):
             return None
         return Principal("basic", name)
 

@@ -1,4 +1,5 @@
-"""Airflow connection strings pointing at an emulator (``AIRFLOW_CONN_*`` values)."""
+"""Airflow connection strings pointing at an emulator (``AIRFLOW_CONN_*`` values), and what the
+thread and the process runners share (:class:`EmulatorHandle`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from urllib.parse import quote, urlencode
 from capillary_emulator.defaults import DEFAULT_PASSWORD, DEFAULT_USER
 
 CONN_TYPE = "capillary"
+#: The header carrying the control token (see ``control``).
+CONTROL_TOKEN_HEADER = "X-Emulator-Token"
+#: The environment variable the CLI takes its control token from (else it generates one).
+CONTROL_TOKEN_ENV = "CAPILLARY_EMULATOR_CONTROL_TOKEN"
 
 
 def _uri_value(value: Any) -> str:
@@ -132,3 +137,29 @@ class ConnectionStrings:
                 "extra": merged,
             }
         )
+
+
+class EmulatorHandle(ConnectionStrings):
+    """What :class:`~capillary_emulator.server.CapillaryEmulator` and
+    :class:`~capillary_emulator.process.EmulatorProcess` share beyond the connection strings.
+
+    Subclasses set :attr:`control_token` and implement :meth:`stats`.
+    """
+
+    control_token: str
+
+    def stats(self) -> dict[str, Any]:
+        """Return the emulator's counters (see ``EmulatorState.stats``)."""
+        raise NotImplementedError
+
+    def rate_limited(self) -> dict[str, int]:
+        """Return how many requests each API key got answered 429 by the rate limit.
+
+        :return: e.g. ``{"basic:demo": 3}`` (keys never limited are left out).
+        """
+        counts: dict[str, dict[str, int]] = self.stats()["rate_limit"]
+        return {key: count["limited"] for key, count in counts.items() if count["limited"]}
+
+    def control_headers(self) -> dict[str, str]:
+        """Return the headers a raw HTTP call to a ``/_emulator`` endpoint needs (token and JSON)."""
+        return {CONTROL_TOKEN_HEADER: self.control_token, "Content-Type": "application/json"}

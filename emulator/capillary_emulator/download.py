@@ -19,7 +19,14 @@ from capillary_emulator.store import StoredFile
 
 S3_PREFIX = "/_s3"
 CHUNK = 256 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+#: Digits of a range position that are converted; a longer number is past the end of any object.
+_MAX_DIGITS = 18
+
+
+def _position(digits: str) -> int:
+    significant = digits.lstrip("0") or "0"
+    return 10**_MAX_DIGITS if len(significant) > _MAX_DIGITS else int(significant)
 
 
 class RangeNotSatisfiable(ValueError):
@@ -35,19 +42,19 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         ranges, or a syntactically invalid one: RFC 9110 says to ignore those).
     :raises RangeNotSatisfiable: when the range starts past the end, or asks for a zero-length suffix.
     """
-    match = _RANGE.match((header or "").strip())
+    match = _RANGE.fullmatch((header or "").strip())
     if match is None:
         return None
     first_text, last_text = match.groups()
     if not first_text:
         if not last_text:
             return None
-        suffix = int(last_text)
+        suffix = _position(last_text)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable(header)
         return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = _position(first_text)
+    last = _position(last_text) if last_text else size - 1
     if first >= size:
         raise RangeNotSatisfiable(header)
     if last < first:
@@ -109,13 +116,17 @@ class FileBodyResponse(Response):
         :param receive: ASGI receive.
         :param send: ASGI send.
         """
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        if self.send_body and self.span is not None:
-            first, last = self.span
-            remaining = last - first + 1
-            if self.cut:
-                remaining //= 2
-            with open(self.stored.path, "rb") as handle:
+        # Opened before the answer starts: running out of descriptors is then a 503, not a torn body.
+        handle = open(self.stored.path, "rb") if self.send_body and self.span is not None else None  # noqa: SIM115
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            if handle is not None and self.span is not None:
+                first, last = self.span
+                remaining = last - first + 1
+                if self.cut:
+                    remaining //= 2
                 handle.seek(first)
                 while remaining > 0:
                     block = handle.read(min(CHUNK, remaining))
@@ -123,6 +134,9 @@ class FileBodyResponse(Response):
                         break
                     remaining -= len(block)
                     await send({"type": "http.response.body", "body": block, "more_body": True})
+        finally:
+            if handle is not None:
+                handle.close()
         if self.cut:
             await asyncio.sleep(0.05)  # let the partial body reach the client first
             await abort_connection(scope)
@@ -141,7 +155,7 @@ async def download(request: Request) -> Response:
     :return: 200/206 with the bytes, 403 (expired or bad signature), 404, or 416.
     """
     state, entry, fault = await begin(request, "download")
-    return finish(entry, _download(request, state, fault))
+    return finish(state, entry, _download(request, state, fault))
 
 
 def _download(request: Request, state: EmulatorState, fault: Fault | None) -> Response:

@@ -15,6 +15,11 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from capillary_emulator.store import BodySink
 
+#: RFC 2046 limits a boundary to 70 characters.
+MAX_BOUNDARY = 70
+#: Parts accepted in one body (each one is a temporary file until the file part is chosen).
+MAX_PARTS = 16
+
 
 class MultipartError(ValueError):
     """The multipart body is malformed or ambiguous."""
@@ -41,9 +46,15 @@ class MultipartReceiver:
 
     :param boundary: the boundary from the request's ``Content-Type``.
     :param new_sink: factory of temporary files.
+    :raises MultipartError: for a boundary longer than :data:`MAX_BOUNDARY` characters.
     """
 
     def __init__(self, boundary: bytes, new_sink: Callable[[], BodySink]) -> None:
+        if len(boundary) > MAX_BOUNDARY:
+            raise MultipartError(
+                f"malformed multipart body: the boundary is {len(boundary)} characters long, "
+                f"more than the {MAX_BOUNDARY} RFC 2046 allows"
+            )
         self._new_sink = new_sink
         self.parts: list[Part] = []
         self._headers: dict[str, bytes] = {}
@@ -80,6 +91,8 @@ class MultipartReceiver:
         self._value.clear()
 
     def _on_headers_finished(self) -> None:
+        if len(self.parts) >= MAX_PARTS:
+            raise MultipartError(f"malformed multipart body: more than {MAX_PARTS} parts")
         _, options = parse_options_header(self._headers.get("content-disposition", b""))
         name = options.get(b"name")
         filename = options.get(b"filename")

@@ -1,9 +1,10 @@
 """The emulator as a child process (``python -m capillary_emulator``): kill -9 tests, demos.
 
 :class:`EmulatorProcess` starts the CLI, reads its base URL from the first stdout line (and the CA
-path from the second with ``tls=True``), and talks to it through the ``/_emulator`` endpoints.
-:meth:`EmulatorProcess.restart` starts it again on the same port and data directory, so clients
-keep their base URL across a crash.
+path from the second with ``tls=True``), and talks to it through the ``/_emulator`` endpoints with
+its control token (generated here, passed to the child in ``CAPILLARY_EMULATOR_CONTROL_TOKEN``,
+never on the command line). :meth:`EmulatorProcess.restart` starts it again on the same port, data
+directory and token, so clients keep their base URL across a crash.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from types import TracebackType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from capillary_emulator.connection import ConnectionStrings
+from capillary_emulator.connection import CONTROL_TOKEN_ENV, EmulatorHandle
 from capillary_emulator.defaults import DEFAULT_OAUTH_CLIENTS, DEFAULT_USERS
 from capillary_emulator.faults import Fault
+from capillary_emulator.state import new_control_token
 
 
-class EmulatorProcess(ConnectionStrings):
+class EmulatorProcess(EmulatorHandle):
     """Run the emulator CLI as a subprocess.
 
     :param data_dir: the data directory (kept across restarts; required so that it can be reused).
@@ -40,6 +42,7 @@ class EmulatorProcess(ConnectionStrings):
     :param args: more CLI arguments, e.g. ``["--latency-ms", "20"]``.
     :param startup_timeout: seconds to wait for the base URL line.
     :param env: environment of the child (default: this one).
+    :param control_token: the control token; ``None`` to generate one (:attr:`control_token`).
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class EmulatorProcess(ConnectionStrings):
         args: Sequence[str] = (),
         startup_timeout: float = 30.0,
         env: dict[str, str] | None = None,
+        control_token: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host, self.port, self.tls = host, port, tls
@@ -63,6 +67,7 @@ class EmulatorProcess(ConnectionStrings):
         self.args = list(args)
         self.startup_timeout = startup_timeout
         self.env = env
+        self.control_token = control_token or new_control_token()
         self.process: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.ca_cert_path: str | None = None
@@ -101,6 +106,7 @@ class EmulatorProcess(ConnectionStrings):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stderr = open(self.stderr_path, "a")  # noqa: SIM115 - closed in _reap
         env = dict(os.environ if self.env is None else self.env, PYTHONUNBUFFERED="1")
+        env[CONTROL_TOKEN_ENV] = self.control_token
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
         )
@@ -194,13 +200,14 @@ class EmulatorProcess(ConnectionStrings):
         :param path: path under ``/_emulator``, e.g. ``files``.
         :param payload: JSON body.
         :return: the decoded JSON answer.
+        :raises urllib.error.HTTPError: for an error answer (its body says why).
         """
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(
             f"{self.base_url}/_emulator/{path}",
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"},
+            headers=self.control_headers(),
         )
         context = ssl.create_default_context(cafile=self.ca_cert_path) if self.ca_cert_path else None
         with urllib.request.urlopen(request, timeout=30, context=context) as response:
@@ -234,6 +241,11 @@ class EmulatorProcess(ConnectionStrings):
         """Return the token request log."""
         entries: list[dict[str, Any]] = self.control("GET", "tokens")
         return entries
+
+    def stats(self) -> dict[str, Any]:
+        """Return the emulator's counters (see ``EmulatorState.stats``)."""
+        stats: dict[str, Any] = self.control("GET", "stats")
+        return stats
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Change runtime settings.

@@ -21,6 +21,8 @@ def capillary_emulator(tmp_path: Path) -> Iterator[CapillaryEmulator]:
     """Run a fresh plain-HTTP emulator on 127.0.0.1 with a fresh data dir for one test.
 
     Default credentials: basic ``demo`` / ``demo-password``, OAuth ``demo-key`` / ``demo-secret``.
+    Raw HTTP calls to its ``/_emulator`` endpoints need ``capillary_emulator.control_headers()``
+    (the per-process ``control_token``); its Python API needs nothing.
 
     :param tmp_path: pytest's per-test temporary directory.
     :return: the running emulator (stopped after the test).

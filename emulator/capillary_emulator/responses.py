@@ -1,10 +1,13 @@
-"""Response helpers shared by the routes, including the connection reset used by ``reset`` faults.
+"""Request and response helpers shared by the routes, including the reset used by ``reset`` faults.
 
-A real reset needs the TCP transport, which ASGI hides: the server module runs uvicorn with a
-protocol subclass that puts the transport into ``scope["extensions"][TRANSPORT_KEY]``.
-:func:`abort_connection` sets ``SO_LINGER`` to 0 and aborts it, so the kernel sends an RST and the
-client sees a connection error (``requests.exceptions.ConnectionError`` or
-``ChunkedEncodingError``), never an HTTP answer.
+A real reset needs the TCP transport, which ASGI hides: ``serving`` tracks each connection's
+transport and puts it into ``scope["extensions"][TRANSPORT_KEY]``. :func:`abort_connection` sets
+``SO_LINGER`` to 0 and aborts it, so the kernel sends an RST and the client sees a connection error
+(``requests.exceptions.ConnectionError`` or ``ChunkedEncodingError``), never an HTTP answer.
+
+Bodies that the emulator parses itself (token requests, control calls) are read with a cap
+(:func:`read_limited`) and decoded by :func:`parse_json`, which turns any decoding failure, a
+``RecursionError`` on deeply nested input included, into a ``ValueError`` (a 400).
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ from capillary_emulator.faults import Fault
 from capillary_emulator.state import EmulatorState
 
 TRANSPORT_KEY = "capillary.transport"
+#: Where the live request log entry sits in ``scope["extensions"]`` (for the 408 of a body timeout).
+ENTRY_KEY = "capillary.log_entry"
+#: Bytes read and thrown away after an over-large body before answering anyway.
+DRAIN_LIMIT = 1 << 20
+
+
+class BodyTooLarge(ValueError):
+    """The body exceeds the endpoint's limit."""
 
 
 def reason(status: int) -> str:
@@ -121,25 +132,91 @@ async def abort_connection(scope: Scope) -> None:
         await asyncio.sleep(0)
 
 
-async def drain(request: Request) -> int:
+async def drain(request: Request, limit: int | None = None) -> int:
     """Read and discard the rest of the request body (so that the client gets to read the answer).
 
     :param request: the request.
+    :param limit: stop after this many bytes (the rest is left to the connection's close).
     :return: bytes discarded.
     """
     total = 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
+            if limit is not None and total >= limit:
+                break
     except (ClientDisconnect, RuntimeError):  # body already consumed, or client gone
         pass
     return total
+
+
+#: What a ``Content-Length`` of more than 18 digits counts as (more than any body).
+HUGE_LENGTH = 10**18
+
+
+def content_length(request: Request) -> int | None:
+    """Return the declared ``Content-Length``, without ever converting thousands of digits.
+
+    :param request: the request.
+    :return: the length (:data:`HUGE_LENGTH` for more than 18 digits), ``None`` when absent or not
+        a number.
+    """
+    text = request.headers.get("content-length", "").strip()
+    if not text.isdigit() or not text.isascii():
+        return None
+    return HUGE_LENGTH if len(text) > 18 else int(text)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """Read a whole body that must stay small.
+
+    Past ``limit`` the rest is discarded up to :data:`DRAIN_LIMIT` bytes so that the client, done
+    sending, reads the answer; a body declared larger than that is not read at all (the
+    connection closes after the answer).
+
+    :param request: the request.
+    :param limit: the largest body accepted, bytes.
+    :return: the body.
+    :raises BodyTooLarge: past ``limit``.
+    """
+    declared = content_length(request)
+    if declared is not None and declared > limit:
+        if declared <= limit + DRAIN_LIMIT:
+            await drain(request)
+        raise BodyTooLarge(f"Request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            await drain(request, DRAIN_LIMIT)
+            raise BodyTooLarge(f"Request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(data: bytes) -> Any:
+    """Decode a JSON body.
+
+    :param data: the body (UTF-8).
+    :return: the decoded value.
+    :raises ValueError: for anything that is not JSON, including input nested too deeply to decode.
+    """
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("the JSON body is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ValueError("the JSON body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the body is not JSON: {exc.msg} at position {exc.pos}") from None
 
 
 async def begin(request: Request, kind: str) -> tuple[EmulatorState, dict[str, Any], Fault | None]:
     """Start handling an API or download request: log it, add latency, take its fault if any.
 
     The fault's ``delay`` is slept here, except for an upload's ``delay`` action (slept after storing).
+    The latency is slept on the emulator's clock, the fault's delay in real time.
 
     :param request: the request.
     :param kind: ``upload``, ``token`` or ``download``.
@@ -151,10 +228,11 @@ async def begin(request: Request, kind: str) -> tuple[EmulatorState, dict[str, A
         method=request.method,
         path=request.scope["path"],
         query=request.scope.get("query_string", b"").decode("latin-1"),
-        headers=dict(request.headers),
+        headers=request.headers.items(),
     )
+    request.scope.setdefault("extensions", {})[ENTRY_KEY] = entry
     if state.settings.latency:
-        await asyncio.sleep(state.settings.latency)
+        await state.clock.sleep(state.settings.latency)
     fault = state.faults.take(kind)
     if fault is not None:
         entry["fault"] = fault.kind
@@ -163,12 +241,14 @@ async def begin(request: Request, kind: str) -> tuple[EmulatorState, dict[str, A
     return state, entry, fault
 
 
-def finish(entry: dict[str, Any], response: Response) -> Response:
-    """Record the answer's status in the log entry.
+def finish(state: EmulatorState, entry: dict[str, Any], response: Response) -> Response:
+    """Record the answer's status in the log entry and the counts.
 
+    :param state: the emulator state.
     :param entry: the live log entry.
     :param response: the answer.
     :return: ``response``.
     """
     entry["status"] = None if isinstance(response, NoResponse) else response.status_code
+    state.log.count(entry["kind"], entry["status"])
     return response

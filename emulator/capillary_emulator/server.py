@@ -1,16 +1,14 @@
 """Running the emulator: uvicorn in a background thread (:class:`CapillaryEmulator`) or the CLI.
 
 ``EmulatorProcess`` (a subprocess, for kill -9 tests and demos) lives in ``process`` and is
-re-exported here.
+re-exported here. The connection-level limits and the transport tap are in ``serving``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,41 +16,21 @@ from typing import Any
 import uvicorn
 
 from capillary_emulator.app import create_app
-from capillary_emulator.connection import ConnectionStrings
+from capillary_emulator.clock import Clock
+from capillary_emulator.connection import EmulatorHandle
 from capillary_emulator.faults import DEFAULT_RANDOM_KINDS, Fault
 from capillary_emulator.process import EmulatorProcess
-from capillary_emulator.responses import TRANSPORT_KEY
-from capillary_emulator.state import EmulatorSettings, EmulatorState
+from capillary_emulator.serving import (
+    ConnectionGuard,
+    ConnectionRegistry,
+    EmulatorServer,
+    default_max_connections,
+    tapped_protocol,
+)
+from capillary_emulator.state import EmulatorSettings, EmulatorState, new_control_token
 from capillary_emulator.tls import ensure_certificates
 
 __all__ = ["CapillaryEmulator", "EmulatorProcess", "build_server"]
-
-_ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
-
-
-def _expose_transport(app: _ASGIApp, transport: asyncio.BaseTransport) -> _ASGIApp:
-    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        scope.setdefault("extensions", {})[TRANSPORT_KEY] = transport
-        await app(scope, receive, send)
-
-    return wrapped
-
-
-def _protocol_class() -> type[asyncio.Protocol]:
-    """Return uvicorn's HTTP protocol, extended to put the transport in the ASGI scope."""
-    base: type[Any]
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
-    except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard], which Airflow uses
-        from uvicorn.protocols.http.h11_impl import H11Protocol as base
-
-    class TransportExposingProtocol(base):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)
-            inner: _ASGIApp = self.__dict__["app"]
-            self.app = _expose_transport(inner, transport)
-
-    return TransportExposingProtocol
 
 
 def build_server(
@@ -67,12 +45,8 @@ def build_server(
     :return: the server, its bound socket, the base URL, and the CA path (``None`` without TLS).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP (not 0) so that asyncio sets TCP_NODELAY on each accepted socket; set on the
-    # listening socket too. With Nagle on, every request after the first on a kept-alive
-    # connection waited ~40 ms (measured by the benchmarks).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)  # connections queue up from now on, even before uvicorn's loop runs
     bound_port = sock.getsockname()[1]
@@ -80,30 +54,42 @@ def build_server(
     if tls:
         files = ensure_certificates(state.data_dir)
         ca_path, cert, key = str(files.ca_cert), str(files.cert), str(files.key)
+    settings = state.settings
+    max_connections = settings.max_connections or default_max_connections()
+    registry = ConnectionRegistry(
+        max_connections=max_connections,
+        header_timeout=settings.header_timeout,
+        max_header_bytes=settings.max_header_bytes,
+    )
+    state.connections = registry
     config = uvicorn.Config(
-        create_app(state),
+        ConnectionGuard(create_app(state), registry, settings.body_timeout),
         log_config=None,
         log_level="warning",
         access_log=False,
         lifespan="off",
         loop="asyncio",
-        http=_protocol_class(),
+        http=tapped_protocol(registry),
+        proxy_headers=False,  # X-Forwarded-* from a loopback client must not rewrite the client or scheme
         ssl_certfile=cert,
         ssl_keyfile=key,
-        timeout_keep_alive=30,
+        timeout_keep_alive=max(1, int(settings.header_timeout)),
         timeout_graceful_shutdown=2,
+        backlog=min(2048, max_connections),  # also what asyncio accepts per loop iteration
         server_header=False,
     )
     authority = f"[{host}]" if ":" in host else host
     base_url = f"{'https' if tls else 'http'}://{authority}:{bound_port}"
-    return uvicorn.Server(config), sock, base_url, ca_path
+    return EmulatorServer(config), sock, base_url, ca_path
 
 
-class CapillaryEmulator(ConnectionStrings):
+class CapillaryEmulator(EmulatorHandle):
     """The emulator running in a background thread of this process.
 
     Use as a context manager (``with CapillaryEmulator() as emu:``) or call :meth:`start` and
-    :meth:`stop`. See the ``state``, ``faults`` and ``app`` modules for behaviour.
+    :meth:`stop`. See the ``state``, ``faults``, ``ratelimit`` and ``app`` modules for behaviour.
+    The Python API reads and changes the state directly; :attr:`control_token` (and
+    :meth:`control_headers`) is for raw HTTP calls to the ``/_emulator`` endpoints.
 
     :param data_dir: where files, the index and keys persist; ``None`` for a temporary directory
         deleted on stop.
@@ -117,11 +103,18 @@ class CapillaryEmulator(ConnectionStrings):
     :param timezone: zone of ``last_modified``.
     :param host: address to listen on (loopback).
     :param port: port, 0 for any free one.
-    :param rate_limit: uploads per second before 429, ``None`` for no limit.
+    :param rate_limit: requests per API key before 429 with ``Retry-After`` (``ratelimit``): a
+        number per second or a text such as ``"2/s"`` or ``"100/min"``; ``None`` for no limit. More
+        settings: ``rate_limit_burst``, ``rate_limit_retry_after``.
     :param fault_rate: probability of a random fault per upload (see ``faults``).
     :param fault_seed: seed of random faults.
     :param fault_kinds: random fault kinds.
-    :param settings: other :class:`EmulatorSettings` fields (``bucket``, ``org_id``, ...).
+    :param clock: the clock of the rate limiter and the latency (a
+        :class:`~capillary_emulator.clock.ManualClock` in deterministic tests); default: real time.
+    :param control_token: the control endpoints' secret; ``None`` to generate one (kept across
+        :meth:`stop`/:meth:`start`).
+    :param settings: other :class:`EmulatorSettings` fields (``bucket``, ``org_id``,
+        ``rate_limit_burst``, ``request_log_size``, ``max_connections``, ``header_timeout``, ...).
     """
 
     def __init__(
@@ -138,10 +131,12 @@ class CapillaryEmulator(ConnectionStrings):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        rate_limit: float | None = None,
+        rate_limit: float | str | None = None,
         fault_rate: float = 0.0,
         fault_seed: int | None = None,
         fault_kinds: tuple[str, ...] = DEFAULT_RANDOM_KINDS,
+        clock: Clock | None = None,
+        control_token: str | None = None,
         **settings: Any,
     ) -> None:
         if users is not None:
@@ -161,6 +156,8 @@ class CapillaryEmulator(ConnectionStrings):
             **settings,
         )
         self._data_dir = None if data_dir is None else Path(data_dir)
+        self.clock = clock
+        self.control_token = control_token or new_control_token()
         self.tls = tls
         self.host = host
         self.port = port
@@ -180,7 +177,9 @@ class CapillaryEmulator(ConnectionStrings):
         """
         if self._thread is not None:
             raise RuntimeError("the emulator is already running")
-        self._state = EmulatorState(self.settings, self._data_dir)
+        self._state = EmulatorState(
+            self.settings, self._data_dir, clock=self.clock, control_token=self.control_token
+        )
         server, sock, self.base_url, self.ca_cert_path = build_server(
             self._state, host=self.host, port=self.port, tls=self.tls
         )
@@ -259,12 +258,36 @@ class CapillaryEmulator(ConnectionStrings):
         return [stored.to_dict() for stored in self.state.store.files()]
 
     def requests(self) -> list[dict[str, Any]]:
-        """Return the request log, oldest first (see ``RequestLog.start``)."""
+        """Return the request log, oldest first, credentials redacted (see ``requestlog``)."""
         return self.state.log.entries()
 
     def token_requests(self) -> list[dict[str, Any]]:
-        """Return the token requests (``key``, ``accepted``, ``ttl``, ``time``), oldest first."""
+        """Return the token requests (``key``, ``accepted``, ``limited``, ``ttl``, ``time``), oldest first."""
         return self.state.auth.token_requests()
+
+    def issued_credentials(self) -> dict[str, list[str]]:
+        """Return the credentials this emulator handed out, for leak scans (in-process only).
+
+        The request log redacts every credential it receives; a test that searches logs for
+        leaked secrets takes them from here instead. No control endpoint serves them.
+
+        :return: ``{"access_tokens": [...], "url_signatures": [...], "url_security_tokens": [...]}``
+            (the latest 10,000 of each kind, oldest first; security tokens without repeats).
+        """
+        signed = self.state.signer.issued()
+        return {
+            "access_tokens": self.state.auth.issued_tokens(),
+            "url_signatures": [signature for signature, _ in signed],
+            "url_security_tokens": list(dict.fromkeys(token for _, token in signed)),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Return the counts the bounded request log cannot lose (see ``EmulatorState.stats``).
+
+        :return: ``{"requests": {kind: {status: n}}, "rate_limit": {api key: {"admitted": n,
+            "limited": n}}, "rate_limit_settings": {...}}``.
+        """
+        return self.state.stats()
 
     @property
     def tokens_issued(self) -> int:

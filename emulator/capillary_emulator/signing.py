@@ -1,6 +1,6 @@
 """The emulator's secret key and its S3-style pre-signed download URLs.
 
-The key lives in ``{data_dir}/signing.key`` (written atomically) so that URLs and access tokens
+The key lives in ``{data_dir}/signing.key`` (written atomically, mode 0600) so that URLs and access tokens
 issued before a restart stay valid after it. URLs carry the query parameters of an AWS SigV4
 pre-signed URL; the signature is an HMAC-SHA256 over the path and every ``X-Amz-*`` parameter
 (not over the HTTP method, so that one URL serves both GET and HEAD, nor over the host, so that
@@ -14,7 +14,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,20 +36,25 @@ SIGNED_PARAMS = (
     "X-Amz-Expires",
     "X-Amz-Credential",
 )
+#: Signed URLs whose credentials are remembered (for :meth:`UrlSigner.issued`).
+ISSUED_SIZE = 10_000
 SIGNATURE_MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your key and signing method."
 )
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename (no torn file on a crash).
 
     :param path: destination.
     :param data: content.
+    :param mode: permissions of the file, set when it is created (so a secret is never readable
+        by others, not even for a moment; the umask can only narrow them).
     """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as handle:
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with open(descriptor, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -55,18 +62,23 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def load_or_create_key(data_dir: Path) -> bytes:
-    """Return the emulator's secret key, creating it on first use.
+    """Return the emulator's secret key, creating it on first use (mode 0600).
+
+    A key file left readable by others (by an older emulator) is narrowed to 0600.
 
     :param data_dir: the emulator's data directory.
     :return: 32 secret bytes.
     """
     path = data_dir / KEY_FILE
     try:
-        return bytes.fromhex(path.read_text().strip())
+        key = bytes.fromhex(path.read_text().strip())
     except (FileNotFoundError, ValueError):
         key = secrets.token_bytes(32)
-        write_atomically(path, key.hex().encode())
+        write_atomically(path, key.hex().encode(), mode=0o600)
         return key
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return key
 
 
 def derive_key(key: bytes, purpose: str) -> bytes:
@@ -105,6 +117,8 @@ class UrlSigner:
         self.region = region
         access = base64.b32encode(derive_key(key, "access-key-id")).decode()[:16]
         self.access_key_id = f"ASIA{access}"
+        self._lock = threading.Lock()
+        self._issued: deque[tuple[str, str]] = deque(maxlen=ISSUED_SIZE)
 
     def _signature(self, path: str, params: Mapping[str, str]) -> str:
         message = "\n".join([path, *(params.get(name, "") for name in SIGNED_PARAMS)])
@@ -143,7 +157,15 @@ class UrlSigner:
             "X-Amz-Credential": f"{self.access_key_id}/{now:%Y%m%d}/{self.region}/s3/aws4_request",
         }
         params["X-Amz-Signature"] = self._signature(path, params)
+        with self._lock:
+            self._issued.append((params["X-Amz-Signature"], params["X-Amz-Security-Token"]))
         return urlencode(params)
+
+    def issued(self) -> list[tuple[str, str]]:
+        """Return ``(X-Amz-Signature, X-Amz-Security-Token)`` of the URLs signed (the latest
+        :data:`ISSUED_SIZE`), oldest first. In-process only: no endpoint serves them."""
+        with self._lock:
+            return list(self._issued)
 
     def check(
         self, path: str, params: Mapping[str, str], *, now: datetime | None = None
@@ -161,8 +183,9 @@ class UrlSigner:
                 "AccessDenied",
                 f"Query-string authentication requires the {', '.join(missing)} parameter(s)",
             )
-        expected = self._signature(path, params)
-        if not hmac.compare_digest(expected, params["X-Amz-Signature"].lower()):
+        expected = self._signature(path, params).encode()
+        given = params["X-Amz-Signature"].lower().encode("utf-8", "replace")  # any text, even non-ASCII
+        if not hmac.compare_digest(expected, given):
             return "SignatureDoesNotMatch", SIGNATURE_MISMATCH
         try:
             signed_at = datetime.strptime(params["X-Amz-Date"], AMZ_DATE_FORMAT).replace(tzinfo=timezone.utc)

@@ -124,6 +124,7 @@ def ensure_certificates(data_dir: Path) -> TlsFiles:
         server_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
+        mode=0o600,
     )
     write_atomically(files.cert, server_cert.public_bytes(serialization.Encoding.PEM))
     write_atomically(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))

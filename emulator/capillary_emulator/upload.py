@@ -18,9 +18,11 @@ from capillary_emulator.download import secure_file_path
 from capillary_emulator.faults import Fault
 from capillary_emulator.multipart import MultipartError, MultipartReceiver
 from capillary_emulator.responses import (
+    BodyTooLarge,
     NoResponse,
     abort_connection,
     begin,
+    content_length,
     drain,
     fault_response,
     finish,
@@ -31,7 +33,10 @@ from capillary_emulator.state import EmulatorState
 from capillary_emulator.store import BodySink, StoredFile
 
 UPLOAD_PREFIX = "/api_gateway/file-service"
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: A namespace, matched whole (``fullmatch``: ``$`` would let a trailing newline through).
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: Characters no header value may carry (control characters but HTAB, and DEL).
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 MAX_NAME_BYTES = 255
 #: Content types that say nothing about the image: the extension decides instead.
 GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded", "binary/octet-stream"}
@@ -46,17 +51,13 @@ EXTRA_TYPES = {
 }
 
 
-class BodyTooLarge(ValueError):
-    """The body exceeds ``max_body_bytes``."""
-
-
 def validate_namespace(namespace: str) -> str | None:
     """Return why a namespace is refused, or ``None`` when valid.
 
     :param namespace: the namespace from the path.
     :return: the error message, or ``None``.
     """
-    if not NAMESPACE_RE.match(namespace):
+    if not NAMESPACE_RE.fullmatch(namespace):
         return f"Invalid namespace {namespace!r}: use 1-128 letters, digits, '.', '-' or '_'"
     return None
 
@@ -80,6 +81,19 @@ def validate_file_name(name: str) -> str | None:
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem.strip() or not ext.isalnum():
         return "File name must have an extension, e.g. test.png"
+    return None
+
+
+def validate_content_type(declared: str | None) -> str | None:
+    """Return why a declared ``Content-Type`` is refused, or ``None`` when it may be stored.
+
+    It is sent back on every download of the file: a control character in it would break them all.
+
+    :param declared: the part's or the request's ``Content-Type``.
+    :return: the error message, or ``None``.
+    """
+    if declared and _CONTROL_CHARS.search(declared):
+        return f"Invalid Content-Type {declared[:100]!r}: control characters are not allowed"
     return None
 
 
@@ -111,16 +125,16 @@ async def receive_body(
     :raises MultipartError: for a malformed or ambiguous multipart body.
     """
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
-    boundary = options.get(b"boundary")
-    receiver = (
-        MultipartReceiver(boundary, state.store.new_sink)
-        if media_type == b"multipart/form-data" and boundary
-        else None
-    )
-    sink = None if receiver is not None else state.store.new_sink()
+    boundary = options.get(b"boundary") if media_type == b"multipart/form-data" else None
+    receiver: MultipartReceiver | None = None
+    sink: BodySink | None = None
     max_bytes = state.settings.max_body_bytes
-    digest = hashlib.sha256() if receiver is not None else None  # a raw body's hash is its sink's
+    digest = hashlib.sha256() if boundary else None  # a raw body's hash is its sink's
     try:
+        if boundary:
+            receiver = MultipartReceiver(boundary, state.store.new_sink)
+        else:
+            sink = state.store.new_sink()
         async for chunk in request.stream():
             entry["body_size"] += len(chunk)
             if max_bytes is not None and entry["body_size"] > max_bytes:
@@ -207,7 +221,7 @@ async def upload(request: Request) -> Response:
         response = await _upload(request, state, entry, fault)
     except ClientDisconnect:
         response = NoResponse()
-    return finish(entry, response)
+    return finish(state, entry, response)
 
 
 async def probe(request: Request) -> Response:
@@ -231,7 +245,7 @@ async def _upload(
 ) -> Response:
     if fault is not None:
         if not fault.stores and fault.action == "reset":
-            length = int(request.headers.get("content-length") or 0)
+            length = min(content_length(request) or 0, 1 << 40)
             with contextlib.suppress(ClientDisconnect, BodyTooLarge, MultipartError):
                 await receive_body(request, state, entry, limit=max(1, length // 2))
             await abort_connection(request.scope)
@@ -239,20 +253,25 @@ async def _upload(
         if not fault.stores and fault.action in ("respond", "status_false"):
             entry["body_size"] = await drain(request)
             return await _fault_answer(fault, None, state, request)
-    retry_after = state.limiter.acquire()
-    if retry_after is not None:
-        entry["body_size"] = await drain(request)
-        return upload_error(429, "Too many requests", {"Retry-After": str(retry_after)})
     principal = state.auth.authenticate(request.headers)
     if principal is None:
         entry["body_size"] = await drain(request)
         return upload_error(401, "Unauthorized: invalid or missing credentials")
-    entry["principal"] = f"{principal.kind}:{principal.name}"
+    entry["principal"] = api_key = f"{principal.kind}:{principal.name}"
+    retry_after = state.limiter.acquire(api_key)
+    if retry_after is not None:
+        entry["body_size"] = await drain(request)
+        return upload_error(429, "Too many requests", {"Retry-After": str(retry_after)})
     namespace, name = request.path_params["namespace"], request.path_params["file_name"]
     problem = validate_namespace(namespace) or validate_file_name(name)
     max_bytes = state.settings.max_body_bytes
-    declared_length = request.headers.get("content-length")
-    if problem is None and max_bytes is not None and declared_length and int(declared_length) > max_bytes:
+    declared_length = content_length(request)
+    if (
+        problem is None
+        and max_bytes is not None
+        and declared_length is not None
+        and declared_length > max_bytes
+    ):
         entry["body_size"] = await drain(request)
         return upload_error(413, f"Request body is larger than {max_bytes} bytes")
     if problem is not None:
@@ -264,6 +283,11 @@ async def _upload(
         return upload_error(413, str(exc))
     except MultipartError as exc:
         return upload_error(400, str(exc))
+    problem = validate_content_type(declared)
+    if problem is not None:
+        if sink is not None:
+            sink.discard()
+        return upload_error(400, problem)
     if fault is not None and fault.action == "placeholder" and sink is not None:
         sink.discard()
         sink = None

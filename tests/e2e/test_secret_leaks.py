@@ -8,9 +8,9 @@ retries log their reasons), and once more on the basic connection while every up
 (so that a task fails and its exception is logged).
 
 The secrets are known: the basic password, its MD5, the base64 credentials and the whole
-``Authorization`` value; the OAuth client secret and every access token the emulator saw in
-``X-CAP-API-OAUTH-TOKEN``; the ``X-Amz-Security-Token`` and ``X-Amz-Signature`` of every
-``secureFilePath`` (from the upload records and the sensor's downloads). They are searched for in
+``Authorization`` value; the OAuth client secret and every access token the emulator issued; the
+``X-Amz-Security-Token`` and ``X-Amz-Signature`` of every ``secureFilePath`` (every URL the
+emulator signed, ``issued_credentials()``, and the upload records). They are searched for in
 every file under the deployment's log folder (the task logs the Celery workers wrote) and in the
 console logs of every component and both workers, in every task instance's
 rendered template fields and task log (REST API), and in every XCom value (REST API), except the
@@ -111,15 +111,14 @@ def _secrets(emu: CapillaryEmulator, urls: list[str]) -> dict[str, str]:
         "base64 Basic credentials": basic,
         "OAuth client secret": client_secret,
     }
-    for entry in emu.requests():
-        headers = entry["headers"]
-        if headers.get("authorization", "").startswith("Basic "):
-            assert headers["authorization"] == f"Basic {basic}"
-        token = headers.get("x-cap-api-oauth-token")
-        if token:
-            found[f"access token {token[-8:]}"] = token
-        if entry["kind"] == "download":
-            urls.append(f"http://emulator{entry['path']}?{entry['query']}")
+    # The emulator's request log redacts what it receives; what it handed out comes from here.
+    issued = emu.issued_credentials()
+    for token in issued["access_tokens"]:
+        found[f"access token {token[-8:]}"] = token
+    url_secrets = {"X-Amz-Signature": "url_signatures", "X-Amz-Security-Token": "url_security_tokens"}
+    for name, values in url_secrets.items():
+        for value in issued[values]:
+            found[f"{name} {value[-8:]}"] = value
     for url in urls:
         for name, value in parse_qsl(urlsplit(url).query):
             if name in URL_SECRETS:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -70,3 +71,13 @@ def emu(shared_emulator: CapillaryEmulator) -> CapillaryEmulator:
     shared_emulator.reset()
     shared_emulator.configure(**RUNTIME_DEFAULTS)
     return shared_emulator
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll ``predicate`` until it holds; ``timeout`` is a safety net, not the behaviour under test."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

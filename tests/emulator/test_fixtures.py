@@ -20,6 +20,9 @@ def test_capillary_emulator_fixture_is_fresh_http_with_its_own_data_dir(capillar
     assert capillary_emulator.data_dir == tmp_path / "capillary-emulator"
     assert capillary_emulator.stored_files() == []
     assert capillary_emulator.requests() == []
+    stats = f"{capillary_emulator.base_url}/_emulator/stats"
+    assert requests.get(stats, headers=capillary_emulator.control_headers(), timeout=10).ok  # holds the token
+    assert requests.get(stats, timeout=10).status_code == 401
 
 
 def test_capillary_conn_points_the_default_connection_at_the_emulator(capillary_conn) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import ssl
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
+from capillary_emulator.connection import CONTROL_TOKEN_ENV
 from capillary_emulator.process import EmulatorProcess
 from capillary_emulator.server import CapillaryEmulator
 
@@ -25,7 +28,7 @@ def _upload(base_url: str, name: str, data, **kwargs) -> requests.Response:
     return requests.post(url, data=data, headers=basic_header(), timeout=10, **kwargs)
 
 
-def test_cli_prints_base_url_then_credentials_and_stops_on_sigterm(tmp_path) -> None:
+def test_cli_prints_base_url_token_then_credentials_and_stops_on_sigterm(tmp_path) -> None:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -39,14 +42,21 @@ def test_cli_prints_base_url_then_credentials_and_stops_on_sigterm(tmp_path) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={name: value for name, value in os.environ.items() if name != CONTROL_TOKEN_ENV},
     )
     try:
         assert process.stdout is not None
-        first, second = process.stdout.readline().strip(), process.stdout.readline().strip()
+        first, second, third = (process.stdout.readline().strip() for _ in range(3))
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", first)
-        assert second == "credentials: basic demo / demo-password; oauth demo-key / demo-secret"
+        assert re.fullmatch(r"control token: [A-Za-z0-9_-]{43}", second)
+        token = second.removeprefix("control token: ")
+        assert third == "credentials: basic demo / demo-password; oauth demo-key / demo-secret"
         assert requests.get(f"{first}/_emulator/health", timeout=10).json() == {"ok": True}
-        assert requests.get(f"{first}/_emulator/settings", timeout=10).json()["latency"] == 0.001
+        settings = f"{first}/_emulator/settings"
+        assert (
+            requests.get(settings, headers={"X-Emulator-Token": token}, timeout=10).json()["latency"] == 0.001
+        )
+        assert requests.get(settings, timeout=10).status_code == 401
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=15)
@@ -54,21 +64,49 @@ def test_cli_prints_base_url_then_credentials_and_stops_on_sigterm(tmp_path) -> 
     assert stderr == ""
 
 
+def test_console_script_and_token_from_the_environment(tmp_path) -> None:
+    script = Path(sys.executable).with_name("capillary-emulator")
+    env = {**os.environ, CONTROL_TOKEN_ENV: "token-from-env"}
+    process = subprocess.Popen(
+        [str(script), "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        base_url, token_line = process.stdout.readline().strip(), process.stdout.readline().strip()
+        assert token_line == "control token: token-from-env"
+        answer = requests.get(
+            f"{base_url}/_emulator/stats", headers={"X-Emulator-Token": "token-from-env"}, timeout=10
+        )
+        assert answer.json()["requests"] == {}
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=15)
+    assert (process.returncode, stderr) == (0, "")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--user", "nopassword"], "expected NAME:SECRET, got 'nopassword'"),
-        (["--rate-limit", "fast"], "expected a rate such as 10/s, got 'fast'"),
+        (["--rate-limit", "fast"], "expected a rate such as 10/s or 100/min, got 'fast'"),
+        (["--rate-limit", "0/s"], "the rate must be > 0, got '0/s'"),
+        (["--rate-limit-burst", "0"], "expected an integer > 0, got '0'"),
+        (["--header-timeout", "soon"], "expected a number > 0, got 'soon'"),
         (["--fault-kinds", "503,meteor"], "unknown fault kind(s) ['meteor']"),
     ],
-    ids=["user", "rate", "fault-kinds"],
+    ids=["user", "rate", "zero-rate", "burst", "header-timeout", "fault-kinds"],
 )
-def test_cli_rejects_bad_arguments(args: list[str], message: str) -> None:
+def test_cli_rejects_bad_arguments(args: list[str], message: str, capsys) -> None:
     from capillary_emulator.__main__ import build_parser
 
     with pytest.raises(SystemExit) as excinfo:
         build_parser().parse_args(args)
     assert excinfo.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_cli_rejects_unknown_timezone(capsys) -> None:

@@ -17,7 +17,6 @@ from capillary_emulator.faults import (
     DEFAULT_RANDOM_KINDS,
     Fault,
     FaultPlan,
-    RateLimiter,
     random_fault,
 )
 from capillary_emulator.signing import KEY_FILE, SIGNATURE_MISMATCH, UrlSigner, load_or_create_key
@@ -220,16 +219,6 @@ def test_random_configuration_is_validated() -> None:
         FaultPlan(fault_rate=1.5)
     with pytest.raises(ValueError, match="unknown random fault kind"):
         FaultPlan(fault_kinds=("meteor",))
-
-
-def test_rate_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [100.0]
-    monkeypatch.setattr("capillary_emulator.faults.time.monotonic", lambda: clock[0])
-    limiter = RateLimiter(2)
-    assert [limiter.acquire(), limiter.acquire(), limiter.acquire()] == [None, None, 1]
-    clock[0] += 0.5
-    assert limiter.acquire() is None
-    assert RateLimiter(None).acquire() is None
 
 
 # -- auth ----------------------------------------------------------------------------------------------
