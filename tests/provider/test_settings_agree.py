@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import re
 import subprocess
 import sys
@@ -169,3 +170,28 @@ def test_table_has_one_name_per_setting_and_no_masked_extra():
     assert [s.name for s in settings.TABLE if s.extra is not None] == [
         s.name for s in settings.TABLE if s.name != "proxies" and masked(s.name)
     ]
+
+
+def test_operator_takes_every_hook_argument_but_the_pool_size():
+    """UploadImageOperator's task policy is the table's (``max_connections`` comes from ``max_workers``)."""
+    from airflow_capillary.operators._arguments import HOOK_POLICY
+    from airflow_capillary.operators.upload_image import UploadImageOperator
+
+    parameters = inspect.signature(UploadImageOperator.__init__).parameters
+    wanted = [s.name for s in settings.TABLE if s.scope != "connection" and s.name != "max_connections"]
+    assert {name: parameters[name].default for name in wanted} == dict.fromkeys(wanted)
+    assert sorted(HOOK_POLICY) == sorted(set(wanted) - {"namespace"})
+
+
+def test_operator_arguments_reach_the_config(monkeypatch):
+    from airflow_capillary.operators.upload_image import UploadImageOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", "capillary://till:pw@eucrm.example")
+    policy = {s.name: _other_value(s) for s in settings.TABLE if s.scope != "connection"}
+    del policy["max_connections"]
+    op = UploadImageOperator(task_id="up", source="/data/a.png", max_workers=3, **policy)
+    config = op.hook.config
+    assert {name: getattr(config, name) for name in policy} == {
+        name: (value, value) if name == "timeout" else value for name, value in policy.items()
+    }
+    assert config.max_connections == 3
