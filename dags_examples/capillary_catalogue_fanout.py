@@ -94,8 +94,8 @@ with DAG(
         for name in names:
             members.setdefault(chunk_of(name, chunks), []).append(_join(catalogue, name))
         plan = [
-            {"source": members[index], "manifest": _join(MANIFESTS, f"chunk-{index:02d}-of-{chunks:02d}.json")}
-            for index in sorted(members)
+            {"source": files, "manifest": _join(MANIFESTS, f"chunk-{index:02d}-of-{chunks:02d}.json")}
+            for index, files in sorted(members.items())
         ]
         log.info("%d images in %d chunks (of %d)", len(names), len(plan), chunks)
         return plan
