@@ -9,7 +9,7 @@ progress live in :mod:`airflow_capillary.verification`; this module is the Airfl
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,8 +20,8 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_capillary._redact import redact_records, redact_text, register_url_credentials
 from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
 from airflow_capillary.triggers.file_service import EVENT_STATUSES, CapillaryFileTrigger
+from airflow_capillary.verification.records import CHECKS, expected_files, flatten_files, needs_check
 from airflow_capillary.verification.rounds import Failure, VerificationState
-from airflow_capillary.verification.rules import CHECKS, expected_files
 from airflow_capillary.verification.storage import ClientSettings
 
 try:  # Airflow >= 3.2
@@ -76,7 +76,9 @@ class CapillaryFileSensor(BaseSensorOperator):
     :param kwargs: other :class:`~airflow.sdk.BaseSensorOperator` arguments (``mode``, ...).
     :return: (XCom) the verified records, in input order: one record (a dict) for a single-record
         ``files``, else a list; the same in both modes (``secure_file_path`` is ``None`` unless
-        ``include_secure_url``).
+        ``include_secure_url``). A record with ``"action": "unchanged"`` (an operator with a
+        manifest did not upload it in this run) is passed through as it is, without a request: it
+        was verified when it was uploaded.
     """
 
     template_fields: Sequence[str] = ("files", "capillary_conn_id")
@@ -194,10 +196,11 @@ class CapillaryFileSensor(BaseSensorOperator):
             for file in files:
                 register_url_credentials(file.url)
         self.log.info(
-            "verifying %d file(s) with the %s check (connection %s)",
+            "verifying %d file(s) with the %s check (connection %s); %d unchanged, passed through",
             len(files),
             self.check,
             self.capillary_conn_id,
+            len(records) - len(files),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -213,7 +216,11 @@ class CapillaryFileSensor(BaseSensorOperator):
             self._prepare()
         assert self._state is not None
         state = self._state
-        waiting = state.run_round_sync(self.client_settings, self.max_workers, self._deadline)
+        waiting = (
+            state.run_round_sync(self.client_settings, self.max_workers, self._deadline)
+            if state.pending
+            else []
+        )
         if state.failure is not None:
             raise state.failure.to_exception(self.capillary_conn_id)
         if state.done:
@@ -263,50 +270,17 @@ class CapillaryFileSensor(BaseSensorOperator):
         # state to carry, and ``dag.test()`` drops the deferral's kwargs when it runs a trigger
         # inline); the event only says how many the trigger verified.
         own, self._single = self._flattened or flatten_files(self.files)
-        if verified != len(own):
+        checked = sum(needs_check(record, index) for index, record in enumerate(own))
+        if verified != checked:
             raise CapillaryError(
-                f"success event from CapillaryFileTrigger for {verified} record(s), the sensor has {len(own)}"
+                f"success event from CapillaryFileTrigger for {verified} record(s), the sensor has {checked}"
             )
-        self.log.info("all %d file(s) are served intact", len(own))
+        self.log.info("all %d file(s) are served intact", checked)
         return self._output(own)
 
     def _output(self, records: Sequence[Mapping[str, Any]]) -> Any:
         out = [dict(r) if self.include_secure_url else {**r, "secure_file_path": None} for r in records]
         return out[0] if self._single and len(out) == 1 else out
-
-
-def flatten_files(files: Any) -> tuple[list[Mapping[str, Any]], bool]:
-    """Flatten the sensor's ``files`` into a list of records.
-
-    Accepts one record, a list of records, or the lazy sequence a mapped upload task returns
-    (whose items are records or lists of records).
-
-    :param files: the rendered ``files`` argument.
-    :return: the records in input order, and whether the input was a single record.
-    :raises CapillaryInvalidInputError: not records (e.g. a string from non-native templating).
-    """
-    if isinstance(files, Mapping):
-        return [files], True
-    if isinstance(files, (str, bytes)):
-        raise CapillaryInvalidInputError(
-            "files rendered to a string, not upload records: pass the upload task's output "
-            "(e.g. upload.output) or set render_template_as_native_obj=True on the DAG"
-        )
-    records: list[Mapping[str, Any]] = []
-    _flatten_into(files, records, "files")
-    return records, False
-
-
-def _flatten_into(value: Any, out: list[Mapping[str, Any]], where: str) -> None:
-    if isinstance(value, Mapping):
-        out.append(value)
-    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
-        for position, item in enumerate(value):
-            _flatten_into(item, out, f"{where}[{position}]")
-    else:
-        raise CapillaryInvalidInputError(
-            f"{where} is a {type(value).__name__}, not an upload record (a dict from UploadImageOperator)"
-        )
 
 
 def _describe(event: Any) -> str:

@@ -21,8 +21,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_capillary._redact import redact_records, redact_text, register_url_credentials
 from airflow_capillary.exceptions import CapillaryError
+from airflow_capillary.verification.records import expected_files
 from airflow_capillary.verification.rounds import Failure, VerificationState
-from airflow_capillary.verification.rules import expected_files
 from airflow_capillary.verification.storage import ClientSettings
 
 __all__ = ["EVENT_STATUSES", "CapillaryFileTrigger"]

@@ -1,8 +1,9 @@
-"""What an upload record promises, and what one answer of the storage means (no I/O).
+"""What one answer of the storage means (no I/O).
 
-Given an upload record and the answer of its ``secure_file_path`` (status, headers and, with
-``check="sha256"``, the size and digest of the body), :class:`AnswerJudge` decides: keep waiting,
-done, or fail with which error. The rounds of :mod:`airflow_capillary.verification.rounds` (the
+Given what a file must look like (:class:`~airflow_capillary.verification.records.ExpectedFile`)
+and the answer of its ``secure_file_path`` (status, headers and, with ``check="sha256"``, the size
+and digest of the body), :class:`AnswerJudge` decides: keep waiting, done, or fail with which
+error. The rounds of :mod:`airflow_capillary.verification.rounds` (the
 sensor's poke, the trigger's loop) feed it, so the rules live once.
 
 Size mode asks for one byte (``Range: bytes=0-0``, see :mod:`~airflow_capillary.verification.rounds`):
@@ -17,35 +18,22 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_capillary._redact import SENSITIVE_QUERY_PARAMS, redact_text
-from airflow_capillary.exceptions import CapillaryIntegrityError, CapillaryInvalidInputError
-from airflow_capillary.models import UploadedFile
-
-if TYPE_CHECKING:
-    from airflow_capillary.verification.storage import OriginPolicy
+from airflow_capillary.verification.records import ExpectedFile, one_line
 
 __all__ = [
-    "CHECKS",
     "ERROR_BODY_LIMIT",
-    "ERROR_TEXT_LIMIT",
-    "REFUSED_FIELD",
     "WAIT_STATUSES",
     "AnswerJudge",
-    "Check",
     "Decision",
-    "ExpectedFile",
     "Verdict",
     "content_range_total",
-    "expected_files",
     "url_secrets",
 ]
 
-#: What the sensor checks: ``"size"`` (size and type from the headers) or ``"sha256"`` (the body).
-Check = Literal["size", "sha256"]
-CHECKS: tuple[str, ...] = ("size", "sha256")
 #: What a verdict concluded about one file: keep waiting, done, or fail.
 Decision = Literal["wait", "done", "fail"]
 #: Statuses that mean "not there yet / try later"; all but 404 count as consecutive failures.
@@ -56,38 +44,6 @@ EXPIRED_HINT = "the secure URL lives one hour: re-run the upload task to get a f
 REUPLOAD_HINT = "upload it again (re-run the upload task)"
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(?:\d+-\d+|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
 _XML_FIELD_RE = re.compile(r"<(Code|Message)>([^<]{0,200})</\1>")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-#: Longest text of the storage's own (an error's ``<Code>: <Message>``) in a message.
-ERROR_TEXT_LIMIT = 200
-#: Record field in which the hook flags a secure URL outside the origin policy (the reason).
-REFUSED_FIELD = "secure_url_refused"
-
-
-@dataclasses.dataclass(frozen=True)
-class ExpectedFile:
-    """What one served file must look like.
-
-    :param index: position of the record among the records to verify.
-    :param name: file name in Capillary.
-    :param namespace: Capillary namespace.
-    :param size: expected size in bytes (bytes sent, else Capillary's ``fileSize``).
-    :param content_type: expected media type (empty: not checked).
-    :param sha256: hex sha256 of the uploaded bytes (empty: unknown).
-    :param url: the pre-signed ``secure_file_path`` (a credential: never log it unredacted).
-    """
-
-    index: int
-    name: str
-    namespace: str
-    size: int
-    content_type: str
-    sha256: str
-    url: str = dataclasses.field(repr=False)
-
-    @property
-    def label(self) -> str:
-        """``'name' (namespace ns)``, for messages."""
-        return f"{self.name!r} (namespace {self.namespace})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,71 +64,6 @@ class Verdict:
     status_code: int | None = None
     retry_after: float | None = None
     transient: bool = False
-
-
-def expected_files(
-    records: Sequence[Mapping[str, Any]], check: str, policy: OriginPolicy
-) -> list[ExpectedFile]:
-    """Check every record before any request, and say what each served file must look like.
-
-    :param records: the flattened records.
-    :param check: ``"size"`` or ``"sha256"``.
-    :param policy: the storage origins that may be fetched.
-    :return: one :class:`ExpectedFile` per record, in order.
-    :raises CapillaryInvalidInputError: an unknown check, an empty input, a record that is not an
-        upload record, has no secure URL, one outside the origin policy (or flagged so by the
-        hook), or (sha256 check) no sha256.
-    """
-    if check not in CHECKS:
-        raise CapillaryInvalidInputError(f"check must be one of {', '.join(CHECKS)}, not {check!r}")
-    if not records:
-        raise CapillaryInvalidInputError("files is empty: there is nothing to verify")
-    result = []
-    for index, record in enumerate(records):
-        try:
-            uploaded = UploadedFile.from_dict(record)
-        except (CapillaryIntegrityError, TypeError) as exc:
-            raise CapillaryInvalidInputError(f"files[{index}] is not an upload record: {exc}") from exc
-        where = f"files[{index}] ({uploaded.name!r}, namespace {uploaded.namespace})"
-        url = uploaded.secure_file_path
-        if not url:
-            raise CapillaryInvalidInputError(
-                f"{where} has no secure_file_path: upload with include_secure_url=True "
-                "(the default of UploadImageOperator) so that the sensor can fetch the file",
-                file_name=uploaded.name,
-                namespace=uploaded.namespace,
-            )
-        if not url.lower().startswith(("https://", "http://")):
-            raise CapillaryInvalidInputError(
-                f"{where} has a secure_file_path that is not an http(s) URL", file_name=uploaded.name
-            )
-        refusal = record.get(REFUSED_FIELD) or policy.refusal(url)
-        if refusal:
-            raise CapillaryInvalidInputError(
-                f"{where} has a secure_file_path outside the storage origin policy, not fetched: "
-                f"{_one_line(str(refusal))}",
-                file_name=uploaded.name,
-                namespace=uploaded.namespace,
-            )
-        if check == "sha256" and not re.fullmatch(r"[0-9a-fA-F]{64}", uploaded.sha256 or ""):
-            raise CapillaryInvalidInputError(
-                f"{where} has no sha256 of the uploaded bytes: use check='size', or upload with "
-                "this provider (it records the sha256 of what it sends)",
-                file_name=uploaded.name,
-                namespace=uploaded.namespace,
-            )
-        result.append(
-            ExpectedFile(
-                index=index,
-                name=uploaded.name,
-                namespace=uploaded.namespace,
-                size=uploaded.sent_size or uploaded.file_size,
-                content_type=uploaded.content_type,
-                sha256=uploaded.sha256.lower(),
-                url=url,
-            )
-        )
-    return result
 
 
 def content_range_total(value: str | None) -> int | None:
@@ -312,7 +203,7 @@ class AnswerJudge:
             return ""
         fields = dict(_XML_FIELD_RE.findall(body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")))
         text = ": ".join(v for v in (fields.get("Code"), fields.get("Message")) if v)
-        return f" {_one_line(redact_text(text, url_secrets(self.urls)))}" if text else ""
+        return f" {one_line(redact_text(text, url_secrets(self.urls)))}" if text else ""
 
     def _judge_body(self, size: int, sha256: str) -> Verdict:
         expected = self.expected
@@ -365,12 +256,6 @@ def _mismatch(where: str, got: str, status: int) -> Verdict:
     return Verdict(
         "fail", f"{where} is served with {got}; {REUPLOAD_HINT}", kind="verification", status_code=status
     )
-
-
-def _one_line(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
-    """``text`` on one line (no control characters), cut to ``limit`` characters."""
-    text = " ".join(_CONTROL_RE.sub(" ", text).split())
-    return text if len(text) <= limit else text[:limit] + "...(truncated)"
 
 
 def url_secrets(urls: Sequence[str]) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,10 +20,10 @@ from airflow_capillary.exceptions import (
     CapillaryVerificationError,
 )
 from airflow_capillary.sensors import file_service
-from airflow_capillary.sensors.file_service import AirflowSensorTimeout, CapillaryFileSensor, flatten_files
+from airflow_capillary.sensors.file_service import AirflowSensorTimeout, CapillaryFileSensor
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
 from airflow_capillary.verification.storage import ClientSettings, OriginPolicy
-from tests.verification.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record, without_url
+from tests.verification.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record, unchanged, without_url
 from tests.verification.storage import Storage
 
 try:  # Airflow >= 3.2
@@ -403,43 +402,38 @@ def test_unknown_event_message_never_shows_a_signature():
     assert SECURITY_TOKEN not in str(info.value)
 
 
-class LazyRecords(Sequence):
-    """Stands in for the LazyXComSequence of a mapped upload task."""
-
-    def __init__(self, items: list) -> None:
-        self._items = items
-
-    def __getitem__(self, index):
-        return self._items[index]
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self) -> Iterator:
-        return iter(self._items)
+def test_unchanged_records_pass_through_in_order_without_a_request(storage):
+    new, same, plain = make_record("a.png", action="new"), unchanged("b.png"), make_record("c.png")
+    storage.script("a.png", httpx.Response(206, headers=OK_206))
+    storage.script("c.png", httpx.Response(404), httpx.Response(206, headers=OK_206))
+    assert sensor([new, same, plain]).execute({}) == [without_url(new), same, without_url(plain)]
+    assert [r.url.path for r in storage.requests] == [
+        "/rewards/100606/a.png",
+        "/rewards/100606/c.png",
+        "/rewards/100606/c.png",
+    ]
 
 
-def test_flatten_files_shapes():
-    a, b, c = make_record("a.png"), make_record("b.png"), make_record("c.png")
-    assert flatten_files(a) == ([a], True)
-    assert flatten_files([a, b]) == ([a, b], False)
-    assert flatten_files(LazyRecords([[a, b], c])) == ([a, b, c], False)
-    assert flatten_files((a,)) == ([a], False)
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_only_unchanged_records_return_at_once_without_a_request_or_a_deferral(storage, deferrable):
+    records = [unchanged("a.png"), unchanged("b.png")]
+    assert sensor(records, deferrable=deferrable).execute({}) == records
+    assert sensor(records[0], deferrable=deferrable).execute({}) == records[0]
+    assert storage.requests == []
 
 
-@pytest.mark.parametrize(
-    ("files", "message"),
-    [
-        (
-            "[{'name': 'a.png'}]",
-            r"^files rendered to a string, not upload records: pass the upload task's output",
-        ),
-        ([make_record(), 3], r"^files\[1\] is a int, not an upload record"),
-        ([[make_record(), None]], r"^files\[0\]\[1\] is a NoneType, not an upload record"),
-        (None, r"^files is a NoneType, not an upload record"),
-    ],
-    ids=["string", "int-item", "nested-none", "none"],
-)
-def test_flatten_files_rejects(files, message):
-    with pytest.raises(CapillaryInvalidInputError, match=message):
-        flatten_files(files)
+def test_deferring_with_unchanged_records_hands_the_trigger_their_positions(storage, mocker):
+    mocker.patch.object(file_service.time, "time", return_value=1_000.0)
+    same, new = unchanged("a.png"), make_record("b.png", action="new")
+    storage.script("b.png", httpx.Response(404))
+    with pytest.raises(TaskDeferred) as info:
+        sensor([same, new], deferrable=True).execute({})
+    kwargs = info.value.trigger.serialize()[1]
+    assert (kwargs["records"], kwargs["verified"]) == ([same, new], [])
+    # The trigger verified the one record that needs it; the output keeps both, in order.
+    event = {"status": "success", "verified": 1}
+    assert sensor([same, new]).execute_complete({}, event) == [same, without_url(new)]
+    with pytest.raises(
+        CapillaryError, match=r"^success event from CapillaryFileTrigger for 2 record\(s\), the sensor has 1$"
+    ):
+        sensor([same, new]).execute_complete({}, {"status": "success", "verified": 2})

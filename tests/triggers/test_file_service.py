@@ -15,7 +15,7 @@ from airflow_capillary import _redact
 from airflow_capillary.triggers import file_service
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
 from airflow_capillary.verification.storage import ClientSettings
-from tests.verification.records import PNG, POLICY, SECURITY_TOKEN, SIGNATURE, make_record
+from tests.verification.records import PNG, POLICY, SECURITY_TOKEN, SIGNATURE, make_record, unchanged
 from tests.verification.storage import Storage
 
 SIZE = len(PNG)
@@ -321,3 +321,10 @@ def test_run_masks_the_urls_session_credentials_in_the_triggerer_process(storage
     assert mocker.call(SECURITY_TOKEN) in register.call_args_list
     assert SECURITY_TOKEN not in json.dumps(event.payload)
     assert SIGNATURE not in json.dumps(event.payload)
+
+
+def test_unchanged_records_are_not_fetched_and_the_success_counts_the_others(storage, clock):
+    same, new = unchanged("a.png"), make_record("b.png", action="new")
+    storage.script("b.png", httpx.Response(206, headers=OK_206))
+    assert run(make_trigger([same, new])) == [SUCCESS]
+    assert [r.url.path for r in storage.requests] == ["/rewards/100606/b.png"]

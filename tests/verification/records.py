@@ -62,3 +62,14 @@ def without_url(records: Any) -> Any:
     if isinstance(records, list):
         return [without_url(r) for r in records]
     return {**records, "secure_file_path": None}
+
+
+def unchanged(name: str = "hero.png", body: bytes = PNG) -> dict[str, Any]:
+    """An ``unchanged`` record as UploadImageOperator with a manifest pushes it (not uploaded this run).
+
+    The shape of ``operators/_manifest.py``'s ``unchanged_record``: what only an upload answer
+    tells is ``None`` (no secure URL), and the rest comes from the manifest.
+    """
+    record = make_record(name, body=body, url=None, acl=None, code=None, status=None, sent_size=0)
+    message = "not uploaded: unchanged since 2026-01-01T00:00:00+00:00"
+    return {**record, "message": message, "action": "unchanged"}

@@ -17,6 +17,7 @@ from airflow_capillary.exceptions import (
     CapillaryServiceUnavailableError,
     CapillaryVerificationError,
 )
+from airflow_capillary.verification.records import expected_files
 from airflow_capillary.verification.rounds import (
     ERROR_KINDS,
     Failure,
@@ -25,7 +26,7 @@ from airflow_capillary.verification.rounds import (
     kind_of,
     request_headers,
 )
-from airflow_capillary.verification.rules import Verdict, expected_files
+from airflow_capillary.verification.rules import Verdict
 from tests.verification.records import POLICY, SIGNATURE, make_record
 
 RECORDS = [make_record("a.png"), make_record("b.png"), make_record("c.png")]

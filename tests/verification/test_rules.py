@@ -1,4 +1,4 @@
-"""verification.rules: a record -> what must be served; one answer -> wait / done / fail (which error)."""
+"""verification.rules: one answer of the storage -> wait / done / fail (which error)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ import hashlib
 import httpx
 import pytest
 
-from airflow_capillary.exceptions import CapillaryInvalidInputError
-from airflow_capillary.verification.rules import (
-    AnswerJudge,
-    ExpectedFile,
-    Verdict,
-    content_range_total,
-    expected_files,
-)
+from airflow_capillary.verification.records import ExpectedFile, expected_files
+from airflow_capillary.verification.rules import AnswerJudge, Verdict, content_range_total
 from tests.verification.records import PNG, POLICY, make_record
 
 SIZE = len(PNG)
@@ -352,90 +346,6 @@ def test_error_body_read_is_bounded():
 )
 def test_content_range_total(value, total):
     assert content_range_total(value) == total
-
-
-def test_expected_files_take_what_was_sent():
-    record = make_record(content_type="image/jpeg", name="a.jpg")
-    assert expected_files([record], "sha256", POLICY) == [
-        ExpectedFile(0, "a.jpg", "rewards", SIZE, "image/jpeg", SHA, record["secure_file_path"])
-    ]
-
-
-@pytest.mark.parametrize(
-    ("records", "check", "message"),
-    [
-        (
-            [make_record(url=None)],
-            "size",
-            r"^files\[0\] \('hero.png', namespace rewards\) has no secure_file_path: "
-            r"upload with include_secure_url=True \(the default of UploadImageOperator\)",
-        ),
-        (
-            [make_record(), {"name": "x"}],
-            "size",
-            r"^files\[1\] is not an upload record: upload record is missing ",
-        ),
-        (
-            [make_record(sha256="")],
-            "sha256",
-            r"^files\[0\] \('hero.png', namespace rewards\) has no sha256 of the "
-            r"uploaded bytes: use check='size'",
-        ),
-        (
-            [make_record(secure_file_path="ftp://x/y")],
-            "size",
-            r"has a secure_file_path that is not an http\(s\) URL",
-        ),
-        ([], "size", r"^files is empty: there is nothing to verify$"),
-        ([make_record()], "md5", r"^check must be one of size, sha256, not 'md5'$"),
-    ],
-    ids=["no-secure-url", "not-a-record", "no-sha256", "not-http", "empty", "bad-mode"],
-)
-def test_expected_files_reject_bad_records_before_any_request(records, check, message):
-    with pytest.raises(CapillaryInvalidInputError, match=message):
-        expected_files(records, check, POLICY)
-
-
-@pytest.mark.parametrize(
-    ("url", "refused"),
-    [
-        (
-            "http://169.254.169.254/latest/meta-data/iam/security-credentials/?X-Amz-Signature=5ig",
-            "http://169.254.169.254",
-        ),
-        (
-            "https://bucket.s3.amazonaws.com@10.0.0.1/rewards/a.png?X-Amz-Signature=5ig",
-            "it is a URL with user info",
-        ),
-        (
-            "http://bucket.s3.amazonaws.com/rewards/a.png?X-Amz-Signature=5ig",
-            "http://bucket.s3.amazonaws.com",
-        ),
-    ],
-    ids=["metadata-service", "userinfo-trick", "s3-over-http"],
-)
-def test_a_secure_url_outside_the_origin_policy_is_refused_naming_the_file_and_origin(url, refused):
-    with pytest.raises(CapillaryInvalidInputError) as info:
-        expected_files([make_record("a.png"), make_record(url=url)], "size", POLICY)
-    message = str(info.value)
-    assert message.startswith(
-        "files[1] ('hero.png', namespace rewards) has a secure_file_path outside the storage origin "
-        f"policy, not fetched: {refused}"
-    )
-    assert not [part for part in ("5ig", "/rewards/", "meta-data") if part in message]
-    assert (info.value.file_name, info.value.namespace) == ("hero.png", "rewards")
-
-
-def test_a_secure_url_the_hook_flagged_is_refused_even_when_this_policy_allows_it():
-    flagged = make_record(
-        secure_url_refused="https://x.s3.amazonaws.com is outside the upload's policy\nforged"
-    )
-    with pytest.raises(
-        CapillaryInvalidInputError,
-        match=r"^files\[0\] \('hero.png', namespace rewards\) has a secure_file_path outside the storage "
-        r"origin policy, not fetched: https://x.s3.amazonaws.com is outside the upload's policy forged$",
-    ):
-        expected_files([flagged], "size", POLICY)
 
 
 def feed_all(check: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None):
