@@ -18,6 +18,9 @@ import pendulum
 
 from airflow_capillary.exceptions import CapillaryIntegrityError
 
+#: Fields a record may lack (``None``): the URL is dropped from some XComs, the flag is newer.
+_OPTIONAL_IN_RECORDS = frozenset({"secure_file_path", "secure_url_refused"})
+
 #: Format of ``file.last_modified`` in Capillary's answer (local time of the service, no zone).
 LAST_MODIFIED_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -46,6 +49,9 @@ class UploadedFile:
     :param message: ``message`` of the answer.
     :param sent_size: number of bytes this client sent (checked equal to ``file_size``).
     :param sha256: hex sha256 of the bytes this client sent.
+    :param secure_url_refused: why ``secure_file_path`` is outside the connection's storage
+        origin policy (it names the origin, never the query), or ``None``: the URL is kept, and
+        the sensor refuses to fetch it.
     """
 
     name: str
@@ -65,6 +71,7 @@ class UploadedFile:
     message: str = ""
     sent_size: int = 0
     sha256: str = ""
+    secure_url_refused: str | None = None
 
     @classmethod
     def from_response(
@@ -132,7 +139,7 @@ class UploadedFile:
         :raises CapillaryIntegrityError: a field is missing or has the wrong type.
         """
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names if n not in record and n != "secure_file_path")
+        missing = sorted(n for n in names if n not in record and n not in _OPTIONAL_IN_RECORDS)
         if missing:
             raise CapillaryIntegrityError(f"upload record is missing {', '.join(missing)}")
         values = {k: v for k, v in record.items() if k in names}
@@ -144,7 +151,8 @@ class UploadedFile:
                 raise CapillaryIntegrityError(
                     f"upload record has an invalid last_modified {last_modified!r}"
                 ) from exc
-        values.setdefault("secure_file_path", None)
+        for name in _OPTIONAL_IN_RECORDS:
+            values.setdefault(name, None)
         return cls(**values)
 
 

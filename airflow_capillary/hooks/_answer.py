@@ -27,6 +27,7 @@ from airflow_capillary.exceptions import (
 )
 from airflow_capillary.hooks._retry import ServiceFailure, is_service_failure
 from airflow_capillary.models import UploadedFile
+from airflow_capillary.verification.storage import OriginPolicy, origin_of
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -110,19 +111,15 @@ class Answer:
     def redirect_origin(self) -> str | None:
         """Where a redirect points, as ``scheme://host[:port]`` only (never the path or query).
 
-        :return: the origin, ``"an unreadable Location"``, or ``None`` for no ``Location``.
+        :return: the origin, ``"an unreadable URL"``, or ``None`` for no ``Location``.
         """
         location = self.headers.get("Location")
         if not location:
             return None
         try:
-            parts = urlsplit(urljoin(self.url, location))
-            port = f":{parts.port}" if parts.port is not None else ""
+            return origin_of(urljoin(self.url, location))
         except ValueError:
-            return "an unreadable Location"
-        if not parts.scheme or not parts.hostname:
-            return "an unreadable Location"
-        return f"{parts.scheme}://{parts.hostname}{port}"[:200]
+            return "an unreadable URL"
 
 
 def capillary_message(body: Any) -> str:
@@ -190,6 +187,7 @@ def check_upload_answer(
     sha256: str,
     placeholder: bool,
     server_timezone: str,
+    storage: OriginPolicy,
     secrets: Iterable[str] = (),
 ) -> UploadedFile:
     """Check a 2xx answer of the upload endpoint and build the result.
@@ -201,6 +199,8 @@ def check_upload_answer(
     :param placeholder: a placeholder was requested (the stored size is then not checked,
         Capillary does not document it).
     :param server_timezone: zone of ``last_modified``.
+    :param storage: the storage origin policy: a ``secureFilePath`` outside it is kept, flagged
+        in ``secure_url_refused``.
     :param secrets: values to mask.
     :return: the stored file.
     :raises CapillaryIntegrityError: the body is too large, not JSON or not an object,
@@ -241,7 +241,8 @@ def check_upload_answer(
             f"Capillary stored {result.file_size} bytes but {sent_size} were sent "
             "(it kept a placeholder or truncated the data)"
         )
-    return result
+    refused = storage.refusal(result.secure_file_path) if result.secure_file_path else None
+    return dataclasses.replace(result, secure_url_refused=refused) if refused else result
 
 
 def given_up(

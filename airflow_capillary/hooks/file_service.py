@@ -52,6 +52,7 @@ from airflow_capillary.hooks._retry import ServiceFailure, build_retrying
 from airflow_capillary.hooks._session import attempt_deadline, attempt_seconds, build_session
 from airflow_capillary.hooks._source import PreparedUpload, UploadSource, resolve_source
 from airflow_capillary.models import UploadedFile
+from airflow_capillary.verification.storage import OriginPolicy
 
 __all__ = ["CapillaryFileHook", "PreparedUpload", "exchange"]
 
@@ -114,6 +115,7 @@ class _Client(NamedTuple):
     session: requests.Session
     auth: CapillaryAuth
     proxy_secrets: tuple[str, ...]
+    storage: OriginPolicy
 
 
 class CapillaryFileHook(BaseHook):
@@ -254,7 +256,7 @@ class CapillaryFileHook(BaseHook):
             )
         else:
             auth = CapillaryBasicAuth(cfg.login, cfg.password, password_is_md5=cfg.password_is_md5)
-        return _Client(cfg, session, auth, _proxy_secrets(cfg.proxies))
+        return _Client(cfg, session, auth, _proxy_secrets(cfg.proxies), OriginPolicy.from_config(cfg))
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -378,6 +380,12 @@ class CapillaryFileHook(BaseHook):
             result.sha256,
             time.monotonic() - started,
         )
+        if result.secure_url_refused:
+            self.log.warning(
+                "the secureFilePath of %s is kept but will not be fetched: %s",
+                result.name,
+                result.secure_url_refused,
+            )
         return result
 
     def upload_file(
@@ -479,6 +487,7 @@ class CapillaryFileHook(BaseHook):
             sha256=body.sha256 if body is not None else _EMPTY_SHA256,
             placeholder=prepared.placeholder,
             server_timezone=client.config.server_timezone,
+            storage=client.storage,
             secrets=self._secrets(client),
         )
 

@@ -398,3 +398,48 @@ def test_real_looking_answer_credentials_are_masked(hostile_server, hook_on, moc
     assert token in registered
     assert credential in registered
     assert credential.replace("/", "%2F") in registered
+
+
+# -- finding 7, the hook's part: a secure URL outside the storage origin policy ---------------------
+
+
+@pytest.mark.parametrize(
+    ("secure", "refused"),
+    [
+        ("https://bucket.s3.eu-west-1.amazonaws.com/rewards/x.png?X-Amz-Signature=abc", None),
+        ("{origin}/_s3/bucket/rewards/x.png?X-Amz-Signature=abc", None),
+        (
+            "http://169.254.169.254/latest/meta-data?X-Amz-Signature=abc",
+            "http://169.254.169.254 is not an allowed storage origin",
+        ),
+        (
+            "http://bucket.s3.amazonaws.com/x.png?X-Amz-Signature=abc",
+            "http://bucket.s3.amazonaws.com is not an allowed storage origin",
+        ),
+        ("https://user:pw@bucket.s3.amazonaws.com/x.png", "it is a URL with user info"),
+    ],
+    ids=["s3-https", "own-origin", "metadata-service", "s3-over-http", "user-info"],
+)
+def test_a_secure_url_outside_the_storage_policy_is_kept_and_flagged(
+    hostile_server, hook_on, secure, refused
+):
+    secure = secure.format(origin=hostile_server.origin)
+    hostile_server.route(UPLOAD, Answer.json(upload_answer(secureFilePath=secure)))
+    hook = hook_on(hostile_server)
+    result = hook.upload_file(PNG, file_name="test.png")
+    assert result.secure_file_path == secure
+    record = result.to_dict()
+    assert record["secure_url_refused"] == result.secure_url_refused
+    assert type(result).from_dict(record) == result
+    if refused is None:
+        assert result.secure_url_refused is None
+        assert not [line for line in hook.lines if "will not be fetched" in line]
+        return
+    assert result.secure_url_refused is not None
+    assert result.secure_url_refused.startswith(refused)
+    assert "X-Amz-Signature" not in result.secure_url_refused
+    assert hook.lines[-1] == (
+        f"the secureFilePath of test.png is kept but will not be fetched: {result.secure_url_refused}"
+    )
+    assert "abc" not in hook.lines[-1]
+    assert "pw" not in hook.lines[-1]
