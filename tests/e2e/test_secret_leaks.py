@@ -87,9 +87,11 @@ class Scan:
     opted_in_urls: list[str]
 
 
-def _trigger_and_wait(deployment: AirflowDeployment, dag_ids: list[str]) -> list[Run]:
+def _trigger_and_wait(
+    deployment: AirflowDeployment, dag_ids: list[str], conf: dict[str, Any] | None = None
+) -> list[Run]:
     client = deployment.client
-    started = {dag_id: client.trigger_dag_run(dag_id)["dag_run_id"] for dag_id in dag_ids}
+    started = {dag_id: client.trigger_dag_run(dag_id, conf=conf)["dag_run_id"] for dag_id in dag_ids}
     runs = []
     for dag_id, run_id in started.items():
         finished = client.wait_for_dag_run(dag_id, run_id, timeout=240)
@@ -170,7 +172,8 @@ def scan(
     payloads = tmp_path_factory.mktemp("payloads")
     copies = {"leak_scan_basic": "capillary_default", "leak_scan_oauth": "capillary_oauth"}
     for dag_id, conn_id in copies.items():
-        airflow_deployment.add_dag_file(f"{dag_id}.py", example_dag(dag_id, conn_id, payloads))
+        # Each copy has its own payload folder, so its own sync manifest.
+        airflow_deployment.add_dag_file(f"{dag_id}.py", example_dag(dag_id, conn_id, payloads / dag_id))
     for dag_id in copies:
         airflow_deployment.wait_for_dag(dag_id, file_name=f"{dag_id}.py", timeout=90)
 
@@ -187,10 +190,11 @@ def scan(
         runs = _trigger_and_wait(airflow_deployment, list(copies))
     finally:
         e2e_emulator.state.faults.clear()
-    # A run that fails: every upload is refused, so the task's exception is logged.
+    # A run that fails: every upload is refused, so the task's exception is logged. The manifest
+    # knows every image by now: force_upload sends them again, into the refusals.
     e2e_emulator.push_fault(Fault(status=401, headers={}, times=None))
     try:
-        runs += _trigger_and_wait(airflow_deployment, ["leak_scan_basic"])
+        runs += _trigger_and_wait(airflow_deployment, ["leak_scan_basic"], conf={"force_upload": True})
     finally:
         e2e_emulator.state.faults.clear()
 
