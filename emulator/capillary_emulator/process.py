@@ -43,6 +43,7 @@ class EmulatorProcess(EmulatorHandle):
     :param startup_timeout: seconds to wait for the base URL line.
     :param env: environment of the child (default: this one).
     :param control_token: the control token; ``None`` to generate one (:attr:`control_token`).
+    :param python: the interpreter that runs the CLI (default: this one), e.g. a fresh venv's.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class EmulatorProcess(EmulatorHandle):
         startup_timeout: float = 30.0,
         env: dict[str, str] | None = None,
         control_token: str | None = None,
+        python: str | Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host, self.port, self.tls = host, port, tls
@@ -68,6 +70,7 @@ class EmulatorProcess(EmulatorHandle):
         self.startup_timeout = startup_timeout
         self.env = env
         self.control_token = control_token or new_control_token()
+        self.python = str(python) if python is not None else sys.executable
         self.process: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.ca_cert_path: str | None = None
@@ -77,7 +80,7 @@ class EmulatorProcess(EmulatorHandle):
     def command(self) -> list[str]:
         """Return the command line of the child."""
         cmd = [
-            sys.executable,
+            self.python,
             "-m",
             "capillary_emulator",
             "--host",

@@ -116,6 +116,15 @@ def test_cli_rejects_unknown_timezone(capsys) -> None:
     assert "error:" in capsys.readouterr().err
 
 
+def test_the_process_runner_takes_another_interpreter(tmp_path) -> None:
+    python = Path(sys.executable)  # a Path works as well as a str
+    runner = EmulatorProcess(tmp_path, python=python, args=["--latency-ms", "1"])
+    assert runner.command()[:3] == [str(python), "-m", "capillary_emulator"]
+    assert EmulatorProcess(tmp_path).command()[0] == sys.executable
+    with runner:
+        assert runner.configure()["latency"] == 0.001
+
+
 def test_kill_9_mid_upload_then_restart_keeps_what_was_stored(tmp_path) -> None:
     emulator = EmulatorProcess(tmp_path / "data", users={"till": "pw"}, args=["--rate-limit", "1000/s"])
     emulator.start()
