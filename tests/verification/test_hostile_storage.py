@@ -18,10 +18,12 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_capillary.exceptions import CapillaryError
+from airflow_capillary.hooks.file_service import CapillaryFileHook
 from airflow_capillary.sensors.file_service import AirflowSensorTimeout, CapillaryFileSensor
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
 from airflow_capillary.verification import rules
 from airflow_capillary.verification.rounds import CHUNK_SIZE, ERROR_KINDS
+from tests.hooks.recorder import upload_answer
 from tests.hostile import Answer, HostileServer, Huge, Redirect, Trickle
 from tests.verification.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
 
@@ -215,3 +217,28 @@ def test_the_deadline_ends_a_round_in_progress(path, hostile_server, monkeypatch
     else:  # Airflow's own timeout, raised once the cut poke returned
         assert message.startswith("Sensor has timed out; run duration of ")
     assert elapsed < 30
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_secure_url_the_upload_flagged_is_refused_even_where_the_sensors_policy_allows_it(
+    path, hostile_servers, monkeypatch
+):
+    """The hook flags an upload answer whose secureFilePath is outside its connection's policy; a
+    sensor on a connection whose storage_hosts would allow that origin still refuses it."""
+    service, other = hostile_servers(2)
+    service.route(
+        "/api_gateway/file-service/rewards/hero.png",
+        Answer.json(upload_answer("hero.png", SIZE, secureFilePath=f"{other.url(PATH)}?{QUERY}")),
+    )
+    other.route(PATH, PNG_ANSWER)
+    connect(monkeypatch, service)
+    uploaded = CapillaryFileHook(max_retries=0).upload_file(PNG, file_name="hero.png")
+    assert uploaded.secure_url_refused == not_allowed(other.origin, service)
+    record = {**uploaded.to_dict(), "source": "/data/hero.png"}
+    connect(monkeypatch, service, storage_hosts=[other.origin])  # the sensor's connection allows it
+    assert verify(path, record) == (
+        "CapillaryInvalidInputError",
+        "files[0] ('hero.png', namespace rewards) has a secure_file_path outside the storage origin policy, "
+        f"not fetched: {not_allowed(other.origin, service)}",
+    )
+    assert other.requests == []
