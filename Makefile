@@ -13,10 +13,11 @@ export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 # every Airflow process would otherwise compile all of Airflow from source at each start.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean system-deps dist mutation
+.PHONY: help venv venv31 lock test lint unit test31 demo bench emulator clean system-deps dist mutation airflow
 
 help:
 	@echo "make demo   - run the reward catalogue refresh end to end against the local emulator"
+	@echo "make airflow - the example DAGs in a local Airflow UI, with the emulator; prints URL and login"
 	@echo "make test   - ruff, mypy and every test (Airflow 3.3.2, unit tests also on 3.1.8)"
 	@echo "make bench  - run the benchmarks and rewrite BENCHMARKS.md"
 	@echo "make lock   - re-resolve the locked dependencies"
@@ -75,6 +76,9 @@ bench: venv
 
 dist: venv
 	$(PY) scripts/dist.py --outdir dist
+
+airflow: venv
+	$(PY) scripts/airflow_local.py
 
 # Not part of make test. Keeps mutmut's per-function results in mutants/: a second run tests only
 # the mutants of changed functions plus the last survivors. One worker, niced: the machine is shared.
