@@ -12,7 +12,6 @@ concurrent writers keep each other's entries.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import threading
 import time
@@ -28,7 +27,9 @@ from airflow_capillary.operators._manifest_document import (
     decode,
     encode,
     entry_key,
+    entry_of,
     merge,
+    unchanged_record,
 )
 from airflow_capillary.operators._manifest_store import ManifestStore, manifest_store
 
@@ -41,10 +42,8 @@ __all__ = [
     "Action",
     "Manifest",
     "action_for",
-    "entry_of",
     "file_digest",
     "open_manifest",
-    "unchanged_record",
 ]
 
 #: Defaults of the checkpoint interval: uploads, and seconds.
@@ -103,63 +102,6 @@ def action_for(entry: ManifestEntry | None, digest: tuple[str, int] | None) -> A
     return "changed"
 
 
-def entry_of(result: UploadedFile, *, source: str, uploaded_at: datetime) -> ManifestEntry:
-    """Build the entry of a successful upload from Capillary's answer (never its secure URL).
-
-    :param result: the hook's result.
-    :param source: the source label.
-    :param uploaded_at: when the answer arrived.
-    :return: the entry; ``sha256`` and ``size`` are those of the bytes sent.
-    """
-    return ManifestEntry(
-        sha256=result.sha256,
-        size=result.sent_size,
-        file_handle=result.file_handle,
-        version=result.version,
-        latest_version=result.latest_version,
-        content_type=result.content_type,
-        s3_token=result.s3_token,
-        s3_url=result.s3_url,
-        last_modified=result.last_modified.astimezone(timezone.utc).isoformat(),
-        uploaded_at=uploaded_at.astimezone(timezone.utc).isoformat(timespec="microseconds"),
-        source=source,
-    )
-
-
-def unchanged_record(entry: ManifestEntry, *, namespace: str, name: str, source: str) -> dict[str, Any]:
-    """Build the XCom record of a file that was not uploaded because its entry matches it.
-
-    Same keys, in the same order, as an uploaded record (``UploadedFile.to_dict()``, ``source``,
-    ``action``); what only an upload answer tells is ``None`` (``acl``, ``code``, ``status``,
-    ``secure_file_path`` and any other field the manifest does not keep), and ``sent_size`` is 0.
-
-    :param entry: its manifest entry.
-    :param namespace: the namespace.
-    :param name: the name in Capillary.
-    :param source: the source label of this run.
-    :return: the record, ``action`` ``"unchanged"``.
-    """
-    from airflow_capillary.models import UploadedFile
-
-    known: dict[str, Any] = {
-        "name": name,
-        "namespace": namespace,
-        "version": entry["version"],
-        "latest_version": entry["latest_version"],
-        "file_size": entry["size"],
-        "file_handle": entry["file_handle"],
-        "content_type": entry["content_type"],
-        "s3_token": entry["s3_token"],
-        "s3_url": entry["s3_url"],
-        "last_modified": entry["last_modified"],
-        "message": f"not uploaded: unchanged since {entry['uploaded_at']}",
-        "sent_size": 0,
-        "sha256": entry["sha256"],
-    }
-    record = {field.name: known.get(field.name) for field in dataclasses.fields(UploadedFile)}
-    return {**record, "source": source, "action": "unchanged"}
-
-
 def open_manifest(argument: Any, **options: Any) -> Manifest:
     """Open the manifest a rendered ``manifest`` argument names (see :meth:`Manifest.load`).
 
@@ -215,6 +157,9 @@ class Manifest:
         self._last_write = clock()
         self._lock = threading.Lock()
         self._writing = threading.Lock()
+        #: The last document read or written, and its entries: a re-read that finds the same bytes
+        #: (no other writer meanwhile) is not parsed and checked again.
+        self._known: tuple[bytes | None, dict[str, ManifestEntry]] = (None, {})
 
     @classmethod
     def load(cls, store: ManifestStore, **options: Any) -> Manifest:
@@ -229,6 +174,7 @@ class Manifest:
         entries = decode(data, store.label) if data is not None else {}
         store.check_writable(EMPTY_DOCUMENT if data is None else None)
         manifest = cls(store, entries, **options)
+        manifest._known = (data, dict(entries))
         if manifest.log is not None:
             manifest.log.info("Manifest %s: %s entries", store.label, f"{len(entries):,}")
         return manifest
@@ -349,6 +295,13 @@ class Manifest:
     def _time_due(self) -> bool:
         return self._clock() - self._last_write >= self.checkpoint_seconds
 
+    def _decoded(self, data: bytes | None) -> dict[str, ManifestEntry]:
+        """The entries of a document just read (parsed and checked, unless it is the one last seen)."""
+        if data is None:
+            return {}
+        known, entries = self._known
+        return dict(entries) if data == known else decode(data, self.label)
+
     def flush(self, *, wait: bool = True) -> bool:
         """Write the pending entries: under the store's lock, re-read, merge, write atomically.
 
@@ -368,16 +321,17 @@ class Manifest:
                 return True
             with self.store.lock():
                 data = self.store.read()
-                stored = decode(data, self.label) if data is not None else {}
-                merged = merge(stored, changes)
+                merged = merge(self._decoded(data), changes)
+                written = encode(merged)
                 try:
-                    self.store.write(encode(merged))
+                    self.store.write(written)
                 except Exception as exc:
                     raise CapillaryError(
                         f"manifest {self.label!r} cannot be written ({type(exc).__name__}: {exc}); "
                         f"{len(changes)} uploaded file(s) are not recorded in it (their records are in "
                         "XCom 'uploaded')"
                     ) from None
+            self._known = (written, merged)
             with self._lock:
                 for key, entry in changes.items():
                     if self._pending.get(key) is entry:

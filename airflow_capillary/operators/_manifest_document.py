@@ -1,4 +1,5 @@
-"""The sync manifest's document: format 1, its checks, its stable encoding and the merge rule.
+"""The sync manifest's document: format 1, its checks, its stable encoding, the merge rule, and the
+conversions between an entry and an upload (its result, the XCom record of an unchanged file).
 
 Pure: no I/O. The document::
 
@@ -20,13 +21,18 @@ It never holds a secure URL: an unknown field, ``secure_file_path`` included, ma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any, TypedDict
+from datetime import datetime, timezone
+from json.encoder import encode_basestring
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_capillary.operators._manifest_store import invalid_manifest
+
+if TYPE_CHECKING:
+    from airflow_capillary.models import UploadedFile
 
 __all__ = [
     "EMPTY_DOCUMENT",
@@ -35,7 +41,9 @@ __all__ = [
     "decode",
     "encode",
     "entry_key",
+    "entry_of",
     "merge",
+    "unchanged_record",
 ]
 
 #: The document format this provider reads and writes.
@@ -108,11 +116,32 @@ def entry_key(namespace: str, name: str) -> str:
 def encode(entries: Mapping[str, ManifestEntry]) -> bytes:
     """Serialise entries as the stable document (sorted keys, two-space indents, final newline).
 
-    :param entries: key to entry.
+    The bytes are exactly ``json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)``
+    plus a newline, written directly for this fixed shape: with ``indent`` the stdlib encoder is the
+    pure-Python one (0.3 s for 2,000 entries, at every checkpoint).
+
+    :param entries: key to entry (flat objects of strings and integers).
     :return: UTF-8 JSON.
     """
-    document = {"format": FORMAT, "entries": dict(entries)}
-    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    if not entries:
+        return b'{\n  "entries": {},\n  "format": 1\n}\n'
+    blocks = []
+    for key in sorted(entries):
+        entry: Mapping[str, Any] = entries[key]
+        lines = [f"      {_scalar(name)}: {_scalar(entry[name])}" for name in sorted(entry)]
+        body = "{\n" + ",\n".join(lines) + "\n    }" if lines else "{}"
+        blocks.append(f"    {_scalar(key)}: {body}")
+    text = '{\n  "entries": {\n' + ",\n".join(blocks) + f'\n  }},\n  "format": {FORMAT}\n}}\n'
+    return text.encode("utf-8")
+
+
+def _scalar(value: Any) -> str:
+    """JSON text of a string or an integer, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int.__repr__(value)
+    raise TypeError(f"a manifest entry holds only strings and integers, not {type(value).__name__}")
 
 
 #: The document of a first run.
@@ -206,3 +235,60 @@ def merge(
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def entry_of(result: UploadedFile, *, source: str, uploaded_at: datetime) -> ManifestEntry:
+    """Build the entry of a successful upload from Capillary's answer (never its secure URL).
+
+    :param result: the hook's result.
+    :param source: the source label.
+    :param uploaded_at: when the answer arrived.
+    :return: the entry; ``sha256`` and ``size`` are those of the bytes sent.
+    """
+    return ManifestEntry(
+        sha256=result.sha256,
+        size=result.sent_size,
+        file_handle=result.file_handle,
+        version=result.version,
+        latest_version=result.latest_version,
+        content_type=result.content_type,
+        s3_token=result.s3_token,
+        s3_url=result.s3_url,
+        last_modified=result.last_modified.astimezone(timezone.utc).isoformat(),
+        uploaded_at=uploaded_at.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+        source=source,
+    )
+
+
+def unchanged_record(entry: ManifestEntry, *, namespace: str, name: str, source: str) -> dict[str, Any]:
+    """Build the XCom record of a file that was not uploaded because its entry matches it.
+
+    Same keys, in the same order, as an uploaded record (``UploadedFile.to_dict()``, ``source``,
+    ``action``); what only an upload answer tells is ``None`` (``acl``, ``code``, ``status``,
+    ``secure_file_path`` and any other field the manifest does not keep), and ``sent_size`` is 0.
+
+    :param entry: its manifest entry.
+    :param namespace: the namespace.
+    :param name: the name in Capillary.
+    :param source: the source label of this run.
+    :return: the record, ``action`` ``"unchanged"``.
+    """
+    from airflow_capillary.models import UploadedFile
+
+    known: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "version": entry["version"],
+        "latest_version": entry["latest_version"],
+        "file_size": entry["size"],
+        "file_handle": entry["file_handle"],
+        "content_type": entry["content_type"],
+        "s3_token": entry["s3_token"],
+        "s3_url": entry["s3_url"],
+        "last_modified": entry["last_modified"],
+        "message": f"not uploaded: unchanged since {entry['uploaded_at']}",
+        "sent_size": 0,
+        "sha256": entry["sha256"],
+    }
+    record = {field.name: known.get(field.name) for field in dataclasses.fields(UploadedFile)}
+    return {**record, "source": source, "action": "unchanged"}

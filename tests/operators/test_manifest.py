@@ -15,16 +15,15 @@ from typing import Any
 import pytest
 
 from airflow_capillary.exceptions import CapillaryError, CapillaryInvalidInputError
+from airflow_capillary.operators import _manifest
 from airflow_capillary.operators._manifest import (
     HASH_CHUNK_BYTES,
     Manifest,
     action_for,
-    entry_of,
     file_digest,
     open_manifest,
-    unchanged_record,
 )
-from airflow_capillary.operators._manifest_document import EMPTY_DOCUMENT, decode
+from airflow_capillary.operators._manifest_document import EMPTY_DOCUMENT, decode, entry_of, unchanged_record
 from airflow_capillary.operators._manifest_store import LocalManifestStore
 from tests.operators.fakes import uploaded_file
 
@@ -296,3 +295,26 @@ def test_concurrent_threads_lose_no_entry(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert sorted(stored(path)) == sorted(f"rewards/w{w}-{i:02d}.png" for w in range(4) for i in range(25))
+
+
+def test_a_checkpoint_reparses_only_what_another_writer_changed(
+    tmp_path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "rewards.json"
+    first = manifest_at(path, clocks, checkpoint_uploads=1)
+    parsed: list[int] = []
+    real_decode = _manifest.decode
+
+    def decode(data: bytes, label: str) -> Any:
+        parsed.append(len(data))
+        return real_decode(data, label)
+
+    monkeypatch.setattr(_manifest, "decode", decode)
+    first.record(item("a.png"), uploaded_file("a.png", 1, sha256="a" * 64), source="/d/a.png")
+    first.record(item("b.png"), uploaded_file("b.png", 1, sha256="b" * 64), source="/d/b.png")
+    assert parsed == []  # its own document each time: nothing to parse again
+    other = manifest_at(path, clocks, checkpoint_uploads=1)  # parses once, at its load
+    other.record(item("c.png"), uploaded_file("c.png", 1, sha256="c" * 64), source="/d/c.png")
+    first.record(item("d.png"), uploaded_file("d.png", 1, sha256="d" * 64), source="/d/d.png")
+    assert len(parsed) == 2  # the other's load, then first's re-read of what the other wrote
+    assert sorted(stored(path)) == ["rewards/a.png", "rewards/b.png", "rewards/c.png", "rewards/d.png"]

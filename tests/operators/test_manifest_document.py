@@ -181,3 +181,24 @@ def test_merge_keeps_both_sides_and_the_newer_upload_wins() -> None:
         "rewards/other.png": old,  # only theirs
     }
     assert stored["rewards/a.png"] is old  # inputs untouched
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        {},
+        {"rewards/a.png": entry()},
+        {f"rewards/{i:04d}.png": entry(size=i, version=i + 1) for i in range(50)},
+        {'promo/"quoted" \\ back\tslash\u2028é.png': entry(source='/data/ümlaut "q" \x01.png')},
+    ],
+    ids=["empty", "one", "fifty", "escapes"],
+)
+def test_encoding_is_byte_for_byte_the_standard_indented_json(entries: dict[str, Any]) -> None:
+    standard = json.dumps({"format": 1, "entries": entries}, indent=2, sort_keys=True, ensure_ascii=False)
+    assert encode(entries) == (standard + "\n").encode()
+
+
+@pytest.mark.parametrize("value", [True, 1.5, None, [1]], ids=["bool", "float", "null", "list"])
+def test_encoding_refuses_what_an_entry_never_holds(value: Any) -> None:
+    with pytest.raises(TypeError, match=r"^a manifest entry holds only strings and integers, not "):
+        encode({"rewards/a.png": entry(size=value)})

@@ -14,7 +14,7 @@ from airflow.sdk import Asset
 from airflow_capillary.exceptions import CapillaryBatchError, CapillaryConfigError, CapillaryInvalidInputError
 from airflow_capillary.links import CapillaryImageLink
 from airflow_capillary.operators import _manifest
-from airflow_capillary.operators._manifest import unchanged_record
+from airflow_capillary.operators._manifest_document import unchanged_record
 from airflow_capillary.operators.upload_image import UploadImageOperator
 from tests.operators.fakes import NAMES, FakeHook, make_context, messages, pushed, record, unavailable
 from tests.operators.images import png_bytes
