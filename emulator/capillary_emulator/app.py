@@ -15,8 +15,6 @@ file descriptors is answered 503 with ``Retry-After: 1`` and one warning line, n
 
 from __future__ import annotations
 
-import errno
-
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
@@ -26,15 +24,13 @@ from starlette.routing import Route
 from capillary_emulator.control import CONTROL_PREFIX, control_routes
 from capillary_emulator.download import S3_PREFIX, download
 from capillary_emulator.oauth import TOKEN_PATH, generate_token
+from capillary_emulator.resources import OUT_OF_RESOURCES, warn_out_of_resources
 from capillary_emulator.responses import ENTRY_KEY, json_response
-from capillary_emulator.serving import BodyTimeout, warn_out_of_resources
+from capillary_emulator.serving import BodyTimeout
 from capillary_emulator.state import EmulatorState
 from capillary_emulator.upload import UPLOAD_PREFIX, probe, upload
 
 __all__ = ["CONTROL_PREFIX", "TOKEN_PATH", "create_app"]
-
-#: ``OSError`` numbers that mean "out of file descriptors or memory": answered 503, not 500.
-OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class AnyTextConvertor(PathConvertor):

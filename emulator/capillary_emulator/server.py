@@ -20,13 +20,8 @@ from capillary_emulator.clock import Clock
 from capillary_emulator.connection import EmulatorHandle
 from capillary_emulator.faults import DEFAULT_RANDOM_KINDS, Fault
 from capillary_emulator.process import EmulatorProcess
-from capillary_emulator.serving import (
-    ConnectionGuard,
-    ConnectionRegistry,
-    EmulatorServer,
-    default_max_connections,
-    tapped_protocol,
-)
+from capillary_emulator.resources import EmulatorServer, default_max_connections
+from capillary_emulator.serving import ConnectionGuard, ConnectionRegistry, tapped_protocol
 from capillary_emulator.state import EmulatorSettings, EmulatorState, new_control_token
 from capillary_emulator.tls import ensure_certificates
 

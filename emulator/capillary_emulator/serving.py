@@ -24,105 +24,30 @@ request by its client address (``scope["client"]``, the peer of the transport), 
 a request runs, puts its transport into ``scope["extensions"]``, and bounds every wait for the
 next piece of a request body to ``body_timeout`` (:class:`BodyTimeout`, answered 408).
 
-:class:`EmulatorServer` is ``uvicorn.Server`` with a loop exception handler that turns asyncio's
-"socket.accept() out of system resource" (logged with a traceback for every pending connection,
-~2000 of them at a low fd limit) into one warning line every :data:`WARN_INTERVAL` seconds.
+Running out of file descriptors anyway is reported in one line per interval (``resources``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import logging
 import socket
 import sys
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import uvicorn
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
 from capillary_emulator.responses import TRANSPORT_KEY
 
-__all__ = [
-    "BodyTimeout",
-    "ConnectionGuard",
-    "ConnectionRegistry",
-    "EmulatorServer",
-    "default_max_connections",
-    "tapped_protocol",
-    "warn_out_of_resources",
-]
+__all__ = ["BodyTimeout", "ConnectionGuard", "ConnectionRegistry", "tapped_protocol"]
 
-logger = logging.getLogger("capillary_emulator")
-
-#: Seconds between two warnings about running out of file descriptors.
-WARN_INTERVAL = 10.0
-#: Descriptors kept free for the process itself (interpreter, SQLite, stored files, downloads).
-RESERVED_FDS = 40
-#: Largest default connection cap.
-MAX_DEFAULT_CONNECTIONS = 1024
-_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 _Address = tuple[str, int]
 
 
 class BodyTimeout(Exception):
     """The client sent no piece of the request body for ``body_timeout`` seconds."""
-
-
-def default_max_connections() -> int:
-    """Return the connection cap that keeps the process within its file-descriptor limit.
-
-    Each connection costs one descriptor and its request up to one more (a body being received, a
-    file being served); the server accepts at most as many connections per loop iteration as the
-    cap (its ``backlog``), which costs up to a third descriptor each until refused ones are
-    closed; :data:`RESERVED_FDS` stay for the rest.
-
-    :return: ``(soft limit - RESERVED_FDS) // 3``, between 1 and :data:`MAX_DEFAULT_CONNECTIONS`.
-    """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Windows
-        return MAX_DEFAULT_CONNECTIONS
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return MAX_DEFAULT_CONNECTIONS
-    return max(1, min(MAX_DEFAULT_CONNECTIONS, (soft - RESERVED_FDS) // 3))
-
-
-class _Warnings:
-    """One warning line per interval about running out of resources, with a count of the others."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last = -WARN_INTERVAL
-        self._suppressed = 0
-
-    def warn(self, exc: BaseException, where: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < WARN_INTERVAL:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed, self._last = self._suppressed, 0, now
-        more = f" ({suppressed} more since the last warning)" if suppressed else ""
-        logger.warning("capillary emulator: %s: %s%s", where, exc, more)
-
-
-_warnings = _Warnings()
-
-
-def warn_out_of_resources(exc: BaseException, where: str = "a request failed") -> None:
-    """Log that the process ran out of file descriptors (or memory), at most once per interval.
-
-    :param exc: the ``OSError``.
-    :param where: what failed.
-    """
-    _warnings.warn(exc, where)
 
 
 def _peer(value: Any) -> _Address | None:
@@ -400,33 +325,3 @@ async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
         async with asyncio.timeout(seconds):
             return await awaitable
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
-
-
-def _quiet_resource_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Loop exception handler: out-of-descriptor errors in one line, the rest as asyncio does.
-
-    :param loop: the loop.
-    :param context: what asyncio reports.
-    """
-    exc = context.get("exception")
-    if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES:
-        warn_out_of_resources(exc, str(context.get("message", "out of system resources")))
-        return
-    if isinstance(exc, (OSError, ValueError)) and "_start_serving" in repr(context.get("handle")):
-        # asyncio retries accept() 1 s after running out of descriptors; when the server has
-        # closed its socket meanwhile, the retry fails on the closed descriptor: nothing to report.
-        logger.debug("capillary emulator: accept retry after the listening socket closed: %s", exc)
-        return
-    loop.default_exception_handler(context)
-
-
-class EmulatorServer(uvicorn.Server):
-    """``uvicorn.Server`` whose event loop reports running out of file descriptors in one line."""
-
-    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        """Serve until told to stop (see ``uvicorn.Server.serve``).
-
-        :param sockets: the bound listening sockets.
-        """
-        asyncio.get_running_loop().set_exception_handler(_quiet_resource_errors)
-        await super().serve(sockets=sockets)

@@ -22,11 +22,11 @@ import capillary_emulator
 import pytest
 import requests
 import uvicorn
-from capillary_emulator import serving
+from capillary_emulator import resources
 from capillary_emulator.connection import CONTROL_TOKEN_ENV
 from capillary_emulator.faults import Fault
+from capillary_emulator.resources import RESERVED_FDS, EmulatorServer, default_max_connections
 from capillary_emulator.server import CapillaryEmulator
-from capillary_emulator.serving import RESERVED_FDS, EmulatorServer, default_max_connections
 
 from tests.emulator.conftest import basic_header, png_bytes, upload_url, wait_until
 
@@ -207,7 +207,7 @@ def test_running_out_of_descriptors_is_a_503_and_one_warning_line(
         raise OSError(errno.EMFILE, "Too many open files")
 
     monkeypatch.setattr(emu.state.store, "new_sink", no_descriptor)
-    monkeypatch.setattr(serving, "_warnings", serving._Warnings())  # a fresh warning interval
+    monkeypatch.setattr(resources, "_warnings", resources._Warnings())  # a fresh warning interval
     with caplog.at_level(logging.WARNING, logger="capillary_emulator"):
         answers = [requests.post(upload_url(emu, "a.png"), data=b"1", headers=basic_header(), timeout=10)]
         answers.append(
@@ -228,7 +228,7 @@ def test_running_out_of_descriptors_is_a_503_and_one_warning_line(
 def test_the_loop_reports_accept_failures_once_per_interval(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(serving, "_warnings", serving._Warnings())
+    monkeypatch.setattr(resources, "_warnings", resources._Warnings())
     loop = asyncio.new_event_loop()
     context = {
         "message": "socket.accept() out of system resource",
@@ -237,8 +237,8 @@ def test_the_loop_reports_accept_failures_once_per_interval(
     try:
         with caplog.at_level(logging.DEBUG):
             for _ in range(2000):
-                serving._quiet_resource_errors(loop, context)
-            serving._quiet_resource_errors(loop, {"message": "something else", "exception": KeyError("x")})
+                resources._quiet_resource_errors(loop, context)
+            resources._quiet_resource_errors(loop, {"message": "something else", "exception": KeyError("x")})
     finally:
         loop.close()
     assert [(r.name, r.levelname, r.getMessage().splitlines()[0]) for r in caplog.records] == [
