@@ -24,14 +24,13 @@ followed by the round itself, hop by hop, never by httpx).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_capillary._redact import redact_text
+from airflow_capillary._redact import install_log_redaction
 from airflow_capillary.exceptions import CapillaryConfigError
 
 if TYPE_CHECKING:
@@ -238,29 +237,11 @@ class ClientSettings:
         return httpx.AsyncClient(**client_kwargs(self))
 
 
-class _RedactFilter(logging.Filter):
-    """Redact secure URLs in httpx's INFO request line and httpcore's DEBUG traces (``Location``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact_text(record.getMessage()), ()
-        return True
-
-
-#: The loggers of httpx and httpcore that write URLs or headers (a filter on a parent logger does
-#: not apply to its children's records).
-_LOGGERS: Sequence[str] = (
-    "httpx",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.connection",
-    "httpcore.proxy",
-)
-
-
 def client_kwargs(settings: ClientSettings) -> dict[str, Any]:
     """Keyword arguments of the ``httpx.AsyncClient`` for ``settings``.
 
-    Also makes sure httpx's and httpcore's own log lines never show a signature.
+    Also makes sure httpx's and httpcore's own log lines (the request line, a redirect's
+    ``Location``) never show a signature (:func:`~airflow_capillary._redact.install_log_redaction`).
 
     :param settings: the settings.
     :return: ``verify``, ``timeout``, ``follow_redirects`` (off) and, with proxies, ``mounts``.
@@ -268,10 +249,7 @@ def client_kwargs(settings: ClientSettings) -> dict[str, Any]:
     """
     import httpx
 
-    for name in _LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactFilter) for f in logger.filters):
-            logger.addFilter(_RedactFilter())
+    install_log_redaction()
     verify: bool | ssl.SSLContext = True
     value = settings.verify
     if isinstance(value, str):
