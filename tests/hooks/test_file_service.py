@@ -6,14 +6,16 @@ import hashlib
 import re
 import threading
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 import requests
+from airflow.sdk import Connection
 
 from airflow_capillary.exceptions import (
+    CapillaryConfigError,
     CapillaryAuthError,
     CapillaryIntegrityError,
     CapillaryInvalidInputError,
@@ -263,13 +265,13 @@ def test_retry_after_seconds(make_hook, retry_after, expected):
 
 
 def test_retry_after_http_date(make_hook):
-    when = format_datetime(
-        datetime.now(timezone.utc).replace(microsecond=0) + __import__("datetime").timedelta(seconds=30),
-        usegmt=True,
-    )
+    """The date is read against the hook's clock (injected: no race with the wall clock)."""
+    now = datetime(2024, 5, 8, 3, 40, 59, tzinfo=timezone.utc)
+    when = format_datetime(now + timedelta(seconds=30), usegmt=True)
     hook, _ = make_hook([Reply(503, headers={"Retry-After": when}), echo_upload])
+    hook._now = lambda: now
     hook.upload_file(PNG, file_name="test.png")
-    assert 27.0 <= hook.sleeps[0] <= 30.0
+    assert hook.sleeps == [30.0]
 
 
 def test_retry_after_cap_is_configurable(make_hook):
@@ -677,19 +679,45 @@ def test_test_connection_reports_configuration_errors(set_conn):
 
 
 def test_test_connection_reports_a_missing_connection():
-    ok, message = CapillaryFileHook("no_such_conn").test_connection()
-    assert not ok
-    assert "no_such_conn" in message
+    """The documented start (``invalid configuration``) and how to define the connection."""
+    assert CapillaryFileHook("no_such_conn").test_connection() == (
+        False,
+        "invalid configuration: connection 'no_such_conn' is not defined (define it in the UI, with "
+        "'airflow connections add' or as AIRFLOW_CONN_NO_SUCH_CONN)",
+    )
+
+
+def test_a_missing_connection_is_a_config_error_before_any_request():
+    with pytest.raises(CapillaryConfigError, match="^connection 'no_such_conn' is not defined ") as info:
+        CapillaryFileHook("no_such_conn").upload_file(PNG, file_name="test.png")
+    assert info.value.conn_id == "no_such_conn"
 
 
 # -- lifecycle -----------------------------------------------------------------------------------
 
 
 def test_no_io_in_init_and_one_session_per_hook(mocker):
-    get_connection = mocker.patch.object(CapillaryFileHook, "get_connection")
+    connection = Connection(conn_id="whatever", conn_type="capillary", host=BASE, login="u", password="p")
+    get_connection = mocker.patch.object(CapillaryFileHook, "get_connection", return_value=connection)
     hook = CapillaryFileHook("whatever", namespace="x")
     get_connection.assert_not_called()
     assert hook.capillary_conn_id == "whatever"
+    barrier = threading.Barrier(8)
+    seen: list[tuple[int, int, int]] = []
+
+    def first_use() -> None:
+        barrier.wait()  # eight threads reach the lazy construction together
+        seen.append((id(hook.session), id(hook.auth), id(hook.config)))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8
+    assert len(set(seen)) == 1  # one session, one auth object, one config
+    assert hook.get_conn() is hook.session
+    get_connection.assert_called_once_with("whatever")
 
 
 def test_session_is_shared_and_close_releases_it(make_hook):

@@ -363,6 +363,22 @@ def test_an_unreachable_proxy_is_named_without_its_credentials(hostile_servers, 
     assert "proxy.user:" not in str(info.value)
 
 
+def test_no_credential_in_the_repr_of_anything_the_hook_returns_or_holds(hostile_servers, hook_on):
+    service, proxy = hostile_servers(2)
+    secure = f"https://bucket.s3.amazonaws.com/rewards/x.png?{SIGNED}"
+    proxy.route(UPLOAD, Answer.json(upload_answer(secureFilePath=secure)))
+    proxy.route(TOKEN, token_answer())
+    proxies = {"http": f"http://proxy.user:pr0xy-Passw0rd-9@127.0.0.1:{proxy.port}"}
+    hook = hook_on(service, auth_type="oauth", proxies=proxies)
+    prepared = hook.prepare_upload(PNG, file_name="test.png")
+    result = hook.upload(prepared)
+    assert result.secure_file_path == secure
+    texts = [repr(result), repr(prepared), repr(hook.config), repr(hook.auth), repr(hook)]
+    for text in texts:
+        for secret in ("SeSsIoN0token", "5e1f0a0b0c0d", "pr0xy-Passw0rd-9", CLIENT_SECRET, JWT):
+            assert secret not in text, text
+
+
 # -- finding 6: the masker cannot be turned against the logs -----------------------------------------
 
 

@@ -333,6 +333,8 @@ def test_redirect_to_a_location_that_is_not_utf8(location: str) -> None:
 @given(status=STATUS, retry_on_500=st.booleans(), retry_after=st.one_of(st.none(), RETRY_AFTER))
 def test_retry_predicate_and_retry_after(status: int, retry_on_500: bool, retry_after: str | None) -> None:
     answer = response(status, {} if retry_after is None else {"Retry-After": retry_after}, b"")
-    assert is_retryable(answer, retry_on_500=retry_on_500) in (True, False)
+    # The truth table: 429 and 502-504 always, 500 only when configured, nothing else.
+    expected = status in (429, 502, 503, 504) or (status == 500 and retry_on_500)
+    assert is_retryable(answer, retry_on_500=retry_on_500) is expected
     seconds = parse_retry_after(answer.headers.get("Retry-After"))
     assert seconds is None or (isinstance(seconds, float) and seconds >= 0 and not math.isnan(seconds))
