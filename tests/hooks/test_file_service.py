@@ -15,8 +15,8 @@ import requests
 from airflow.sdk import Connection
 
 from airflow_capillary.exceptions import (
-    CapillaryConfigError,
     CapillaryAuthError,
+    CapillaryConfigError,
     CapillaryIntegrityError,
     CapillaryInvalidInputError,
     CapillaryRequestRejectedError,
@@ -688,7 +688,7 @@ def test_test_connection_reports_a_missing_connection():
 
 
 def test_a_missing_connection_is_a_config_error_before_any_request():
-    with pytest.raises(CapillaryConfigError, match="^connection 'no_such_conn' is not defined ") as info:
+    with pytest.raises(CapillaryConfigError, match=r"^connection 'no_such_conn' is not defined ") as info:
         CapillaryFileHook("no_such_conn").upload_file(PNG, file_name="test.png")
     assert info.value.conn_id == "no_such_conn"
 
