@@ -107,7 +107,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "timeout": {
                         "label": "Timeout (seconds)",
-                        "description": "Connect and read timeout of every request, or a [connect, read] pair; it depends on the network path to the cluster.",
+                        "description": "Seconds, or a [connect, read] pair. It bounds each request as a whole: connecting, sending the file and receiving the whole answer end within the larger value plus 1 s, however slowly a server sends; each wait for data is also bounded by read. Raise it for large files over slow links.",
                         "schema": {"type": ["number", "null"], "default": 60, "minimum": 0},
                     },
                     "rate_limit_per_minute": {

@@ -151,8 +151,10 @@ TABLE: tuple[Setting, ...] = (
         60.0,
         "both",
         "Timeout (seconds)",
-        "Connect and read timeout of every request, or a [connect, read] pair; "
-        "it depends on the network path to the cluster.",
+        "Seconds, or a [connect, read] pair. It bounds each request as a whole: connecting, "
+        "sending the file and receiving the whole answer end within the larger value plus 1 s, "
+        "however slowly a server sends; each wait for data is also bounded by read. Raise it for "
+        "large files over slow links.",
         minimum=0.0,
         exclusive=True,
     ),
