@@ -211,5 +211,6 @@ def test_dag_parse_imports_nothing_heavy() -> None:
             "airflow_capillary.operators._progress",
             "airflow_capillary.operators._report",
             "airflow_capillary.operators.upload_image",
+            "airflow_capillary.settings",
         ]
     )
