@@ -80,8 +80,10 @@ def refresh(params: dict[str, Any]) -> dict[str, Any]:
     """
     from unittest import mock
 
+    import airflow.models.connection  # noqa: F401 - what a task process has imported already
     from airflow.sdk.bases.operator import ExecutorSafeguard
 
+    import airflow_capillary.hooks.file_service  # noqa: F401 - ditto, once per worker process
     from airflow_capillary.operators.upload_image import UploadImageOperator
 
     operator = UploadImageOperator(
