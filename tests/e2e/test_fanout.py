@@ -279,7 +279,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(fanout: Fanout) -> None:
     """SIGKILL of a worker while its uploads run: retried on the other worker, nothing missing."""
     names = fanout.add_catalogue("catalogue-b/", seed=2)
     fanout.add_dag("fanout_kill", "catalogue-b/")
-    fanout.emulator.configure(latency=0.05)  # uploads take long enough to be caught mid-batch
+    fanout.emulator.configure(latency=1.0)  # a chunk takes seconds: the kill lands mid-batch
     try:
         run = fanout.run("fanout_kill", names, during=_kill_worker_mid_batch(fanout, WORKERS[0], names))
     finally:
@@ -303,7 +303,7 @@ def test_postgres_restarted_mid_run(fanout: Fanout, postgres_server: PostgresSer
     """The metadata database crashes and comes back while the uploads run: the run completes."""
     names = fanout.add_catalogue("catalogue-c/", seed=3)
     fanout.add_dag("fanout_pg", "catalogue-c/")
-    fanout.emulator.configure(latency=0.05)
+    fanout.emulator.configure(latency=0.5)  # the uploads span seconds: the restart lands among them
 
     def during(deployment: AirflowDeployment, run_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + 300

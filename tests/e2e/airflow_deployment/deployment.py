@@ -69,6 +69,11 @@ class CeleryStack:
     :param broker_url: Celery's broker (``redis://...``).
     :param workers: the workers' Celery hostnames, one ``airflow celery worker`` each.
     :param concurrency: task slots per worker.
+    :param failover_seconds: how soon the scheduler gives up on a task a dead worker held: a
+        running task that stopped heartbeating (``task_instance_heartbeat_timeout``), and a task
+        the worker took from the broker but never started (``task_queued_timeout``; the broker
+        would redeliver it only after its visibility timeout, a day by default). Airflow's
+        defaults are 5 and 10 minutes.
     """
 
     database_url: str
@@ -76,6 +81,7 @@ class CeleryStack:
     broker_url: str
     workers: tuple[str, ...] = ("worker1@capillary-e2e", "worker2@capillary-e2e")
     concurrency: int = 4
+    failover_seconds: int = 60
 
     def component(self, hostname: str) -> str:
         """Return the deployment's component name of one worker (``celery-worker1``).
@@ -209,6 +215,10 @@ class AirflowDeployment:
                     "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
                     "AIRFLOW__CELERY__RESULT_BACKEND": self.celery.result_backend,
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.concurrency),
+                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.celery.failover_seconds),
+                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+                    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(self.celery.failover_seconds),
+                    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
                 }
             )
         settings.update(self._extra_config)
