@@ -257,3 +257,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for deployment in _DEPLOYMENTS:
         timings = ", ".join(f"{key} {value:.1f} s" for key, value in deployment.timings.items())
         terminalreporter.write_line(f"airflow e2e deployment {deployment.home}: {timings}")
+    from tests.e2e.test_fanout import FAULT_RESULTS
+
+    for line in FAULT_RESULTS:
+        terminalreporter.write_line(f"fan-out fault: {line}")

@@ -46,6 +46,8 @@ IMAGES = 200
 CHUNKS = 8
 POOL_SLOTS = 4
 WORKERS = ["worker1@capillary-e2e", "worker2@capillary-e2e"]
+#: What the fault tests observed, printed in the session's terminal summary (tests/e2e/conftest.py).
+FAULT_RESULTS: list[str] = []
 #: The copies checkpoint their manifests every 5 uploads: a killed task re-uploads at most that many.
 CHECKPOINT_EVERY = 5
 
@@ -295,6 +297,11 @@ def test_a_worker_killed_mid_batch_loses_nothing(fanout: Fanout) -> None:
     # Extra versions: at most what was in flight in the killed tasks plus what they uploaded
     # after their last checkpoint (4 threads and one checkpoint interval per killed task).
     extra = sum(run.uploads.values()) - IMAGES
+    FAULT_RESULTS.append(
+        f"worker kill: {run.notes['killed_pids']} processes killed, chunks {run.notes['running_on_victim']} "
+        f"retried on {sorted({ti['hostname'] for ti in retried})}, run {run.state}, "
+        f"{sum(run.uploads.values())} uploads for {IMAGES} images ({extra} extra versions)"
+    )
     assert min(run.uploads.values()) == 1
     assert 0 <= extra <= len(retried) * (4 + CHECKPOINT_EVERY), run.uploads
 
@@ -320,4 +327,10 @@ def test_postgres_restarted_mid_run(fanout: Fanout, postgres_server: PostgresSer
     assert run.state == "success"
     assert sorted(r["name"] for r in run.records) == names
     extra = sum(run.uploads.values()) - IMAGES
+    tries = sorted(ti["try_number"] for ti in run.chunk_tis)
+    FAULT_RESULTS.append(
+        f"PostgreSQL crash after {run.notes['uploaded_before_restart']} uploads: run {run.state}, "
+        f"chunk tries {tries}, {sum(run.uploads.values())} uploads for {IMAGES} images "
+        f"({extra} extra versions)"
+    )
     assert 0 <= extra <= CHUNKS * (4 + CHECKPOINT_EVERY), run.uploads
