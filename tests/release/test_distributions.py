@@ -191,7 +191,10 @@ def test_provider_wheel_declares_its_entry_point_metadata_and_version(artifacts:
     assert urls, "no Project-URL"
     assert all(url.split(", ", 1)[1].startswith("https://") for url in urls), urls
     assert meta["Description-Content-Type"] == "text/markdown"
-    assert 'capillary-emulator; extra == "emulator"' in meta.get_all("Requires-Dist", [])
+    requires = meta.get_all("Requires-Dist", [])
+    assert 'capillary-emulator; extra == "emulator"' in requires
+    assert 'apache-airflow-providers-openlineage>=2.20; extra == "openlineage"' in requires
+    assert {"emulator", "openlineage"} <= set(meta.get_all("Provides-Extra", []))
     assert "License ::" not in " ".join(meta.get_all("Classifier", []))  # PEP 639: the expression only
 
 
@@ -264,21 +267,6 @@ print(json.dumps({
     "distributions": sorted(d.metadata["Name"].lower().replace("_", "-") for d in md.distributions()),
 }))
 """
-
-
-class _VenvEmulatorProcess(EmulatorProcess):
-    """The emulator CLI started by another interpreter (the fresh venv's)."""
-
-    def __init__(self, python: Path, data_dir: Path, env: dict[str, str]) -> None:
-        super().__init__(data_dir, env=env)
-        self.python = python
-
-    def command(self) -> list[str]:
-        """Return the CLI's command line with the venv's interpreter.
-
-        :return: the command line.
-        """
-        return [str(self.python), *super().command()[1:]]
 
 
 @dataclass(frozen=True)
@@ -389,11 +377,40 @@ def test_airflow_finds_the_installed_wheels_not_the_repository(
     assert {"airflow-provider-capillary", "capillary-emulator", "apache-airflow"} <= installed
     assert installed - {"airflow-provider-capillary", "capillary-emulator"} <= _lock_names()
     assert not installed & {"pytest", "mypy", "ruff", "playwright", "mutmut", "moto"}
+    assert "apache-airflow-providers-openlineage" not in installed  # an extra, not a dependency
+
+
+#: Run in the fresh venv, which has no OpenLineage provider: the lineage module still loads and
+#: reports hook lineage; only the operator's OpenLineage lineage needs the provider.
+WITHOUT_OPENLINEAGE = """
+import importlib.util, sys, types
+from airflow_capillary import lineage
+from airflow_capillary.hooks.file_service import PreparedUpload
+result = types.SimpleNamespace(namespace="rewards", name="a.png", file_handle="h-1", version=1)
+prepared = PreparedUpload("a.png", "rewards", "image/png", 1, "/data/a.png", "https://eu.example.com/x")
+lineage.report_upload(None, prepared, result, base_url="https://eu.example.com")
+print(importlib.util.find_spec("airflow.providers.openlineage"), importlib.util.find_spec("openlineage"))
+print(lineage.create_asset(base_url="https://eu.example.com", namespace="rewards", name="a.png").uri)
+try:
+    lineage.operator_lineage([], base_url="https://eu.example.com")
+except ImportError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_the_provider_works_without_the_openlineage_provider(fresh_venv: FreshVenv) -> None:
+    output = fresh_venv.run("python", "-c", WITHOUT_OPENLINEAGE).splitlines()
+
+    assert output[-3:] == [
+        "None None",
+        "capillary://eu.example.com/rewards/a.png",
+        "ModuleNotFoundError No module named 'airflow.providers.openlineage'",
+    ]
 
 
 def test_installed_wheels_run_the_catalogue_refresh_with_airflow_dags_test(fresh_venv: FreshVenv) -> None:
     fresh_venv.run("airflow", "db", "migrate")
-    with _VenvEmulatorProcess(fresh_venv.python, fresh_venv.work / "emulator", fresh_venv.env) as emu:
+    with EmulatorProcess(fresh_venv.work / "emulator", python=fresh_venv.python, env=fresh_venv.env) as emu:
         env = {
             **fresh_venv.env,
             "AIRFLOW_CONN_CAPILLARY_DEFAULT": connection_uri(emu.base_url, DEFAULT_USER, DEFAULT_PASSWORD),
