@@ -103,6 +103,7 @@ with DAG(
     upload_chunk = UploadImageOperator.partial(
         task_id="upload_chunk",
         pool=POOL,
+        rate_limit_per_minute=KEY_RATE_LIMIT / POOL_SLOTS,  # the key's limit, shared by the pool
         max_workers=4,
         manifest_checkpoint_uploads=25,  # a task killed mid-chunk re-uploads at most this many
         retries=2,  # a task whose worker died runs again elsewhere; its manifest skips what is done
