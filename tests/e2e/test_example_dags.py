@@ -50,9 +50,9 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def _dags_test(env: dict[str, str], emu: CapillaryEmulator, dag_id: str) -> str:
+def _dags_test(env: dict[str, str], emu: CapillaryEmulator, dag_id: str, *conf: str) -> str:
     result = subprocess.run(
-        [str(AIRFLOW), "dags", "test", dag_id],
+        [str(AIRFLOW), "dags", "test", *conf, dag_id],
         env={**env, "AIRFLOW_CONN_CAPILLARY_DEFAULT": emu.connection_uri()},
         capture_output=True,
         text=True,
@@ -82,6 +82,7 @@ def test_every_example_dag_imports_without_error_or_warning() -> None:
     assert bag.import_errors == {}
     assert [str(w.message) for w in caught] == []
     assert sorted(bag.dag_ids) == [
+        "capillary_catalogue_fanout",
         "capillary_hook_taskflow",
         "capillary_publish_on_asset",
         "capillary_reward_catalogue_refresh",
@@ -89,21 +90,50 @@ def test_every_example_dag_imports_without_error_or_warning() -> None:
     ]
 
 
-def test_reward_catalogue_refresh_uploads_verifies_and_writes_the_payload(
+def _payload(env: dict[str, str]) -> list[dict[str, Any]]:
+    (payload_file,) = Path(env["CAPILLARY_PAYLOAD_DIR"]).glob("reward-catalogue-*.json")
+    rewards: list[dict[str, Any]] = json.loads(payload_file.read_text())["rewards"]
+    return rewards
+
+
+def test_reward_catalogue_refresh_syncs_verifies_and_writes_the_payload(
     airflow_home: dict[str, str], tmp_path: Path
 ) -> None:
+    manifest = Path(airflow_home["CAPILLARY_PAYLOAD_DIR"]) / "manifest.json"
     with CapillaryEmulator(data_dir=tmp_path / "emulator") as emu:
+        # The first night: every image is new, uploaded once, verified, published.
         _dags_test(airflow_home, emu, "capillary_reward_catalogue_refresh")
-        stored = _stored(emu)
+        first = _stored(emu)
         handles = {f["name"]: f["file_handle"] for f in emu.stored_files()}
+        first_payload = _payload(airflow_home)
+        # The next night, nothing changed: no upload, the same handles published.
+        output = _dags_test(airflow_home, emu, "capillary_reward_catalogue_refresh")
+        second = _stored(emu)
+        second_payload = _payload(airflow_home)
+        # force_upload through the DAG's param: every image again, as version 2.
+        _dags_test(airflow_home, emu, "capillary_reward_catalogue_refresh", "-c", '{"force_upload": true}')
+        forced = _stored(emu)
+        forced_payload = _payload(airflow_home)
 
-    assert stored == EXPECTED_SAMPLES
-    (payload_file,) = Path(airflow_home["CAPILLARY_PAYLOAD_DIR"]).glob("reward-catalogue-*.json")
-    payload: dict[str, Any] = json.loads(payload_file.read_text())
-    assert [(r["name"], r["version"], r["file_size"], r["verified"]) for r in payload["rewards"]] == [
-        (name, 1, (REWARDS / name).stat().st_size, True) for name in SAMPLES
+    assert first == EXPECTED_SAMPLES
+    assert [(r["name"], r["action"], r["version"], r["file_size"], r["verified"]) for r in first_payload] == [
+        (name, "new", 1, (REWARDS / name).stat().st_size, True) for name in SAMPLES
     ]
-    assert {r["name"]: r["file_handle"] for r in payload["rewards"]} == handles
+    assert {r["name"]: r["file_handle"] for r in first_payload} == handles
+    assert second == first  # the emulator received no upload
+    assert "0 uploaded (0 new, 0 changed), 6 unchanged, 0 failed" in output
+    assert [(r["name"], r["action"], r["file_handle"]) for r in second_payload] == [
+        (name, "unchanged", handles[name]) for name in SAMPLES
+    ]
+    assert forced == sorted(
+        EXPECTED_SAMPLES + [(ns, n, 2, size, sha, ph) for ns, n, _, size, sha, ph in first]
+    )
+    assert [(r["name"], r["action"], r["version"]) for r in forced_payload] == [
+        (n, "changed", 2) for n in SAMPLES
+    ]
+    entries = json.loads(manifest.read_text())["entries"]
+    assert sorted(entries) == [f"rewards/{name}" for name in SAMPLES]
+    assert {e["version"] for e in entries.values()} == {2}
 
 
 def test_upload_mapped_uploads_each_image_in_its_own_task(
