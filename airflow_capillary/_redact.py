@@ -24,6 +24,21 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
+__all__ = [
+    "HTTP_LOGGERS",
+    "MASK",
+    "MAX_BODY_CHARS",
+    "install_log_redaction",
+    "looks_like_credential",
+    "redact_body",
+    "redact_records",
+    "redact_text",
+    "redact_url",
+    "register_answer_secret",
+    "register_secret",
+    "register_url_credentials",
+]
+
 MASK = "***"
 
 #: Query parameters of a pre-signed URL that are credentials (the rest, e.g. the date, are not).

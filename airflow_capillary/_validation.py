@@ -16,6 +16,23 @@ from urllib.parse import quote
 
 from airflow_capillary.exceptions import CapillaryInvalidInputError
 
+__all__ = [
+    "IMAGE_CONTENT_TYPES",
+    "MAX_FILE_NAME_BYTES",
+    "MAX_NAMESPACE_CHARS",
+    "SNIFF_BYTES",
+    "check_content_matches",
+    "check_local_file",
+    "check_size",
+    "content_type_for",
+    "extension_of",
+    "sniff_image_family",
+    "upload_path",
+    "validate_content_type",
+    "validate_file_name",
+    "validate_namespace",
+]
+
 #: Longest file name accepted, in bytes of its UTF-8 encoding (the usual file-system limit).
 MAX_FILE_NAME_BYTES = 255
 

@@ -18,6 +18,8 @@ import pendulum
 
 from airflow_capillary.exceptions import CapillaryIntegrityError
 
+__all__ = ["LAST_MODIFIED_FORMAT", "UploadedFile", "parse_last_modified"]
+
 #: Fields a record may lack (``None``): the URL is dropped from some XComs, the flag is newer.
 _OPTIONAL_IN_RECORDS = frozenset({"secure_file_path", "secure_url_refused"})
 

@@ -16,8 +16,9 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import requests
 from requests.auth import AuthBase
@@ -26,8 +27,22 @@ from airflow_capillary._redact import register_answer_secret, register_secret
 from airflow_capillary.exceptions import CapillaryAuthError
 from airflow_capillary.hooks._answer import MAX_ANSWER_BYTES, NOT_JSON, Answer, capillary_message
 from airflow_capillary.hooks._retry import ServiceFailure, is_service_failure
+from airflow_capillary.hooks._session import exchange
 
-__all__ = ["CapillaryAuth", "CapillaryBasicAuth", "CapillaryOAuth", "TokenPost", "refresh_margin"]
+if TYPE_CHECKING:
+    from airflow_capillary.hooks._config import CapillaryConnectionConfig
+
+__all__ = [
+    "CapillaryAuth",
+    "CapillaryBasicAuth",
+    "CapillaryOAuth",
+    "TokenPost",
+    "build_auth",
+    "proxy_secrets",
+    "refresh_margin",
+]
+
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 #: Sends the token request: ``post(token_url, {"key": ..., "secret": ...})`` -> the answer. The
 #: hook's own exchange (its session, timeout and deadline, no redirects followed, bounded read).
@@ -231,3 +246,50 @@ def _ttl(data: dict[str, Any]) -> float:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
         return CapillaryOAuth.DEFAULT_TTL
     return float(ttl)
+
+
+def build_auth(config: CapillaryConnectionConfig, session: requests.Session) -> CapillaryAuth:
+    """The auth object of a connection: Basic, or OAuth whose token request goes through ``session``.
+
+    :param config: the resolved connection.
+    :param session: the hook's session (the token request shares its pool, TLS and proxies).
+    :return: the auth object.
+    """
+    if config.auth_type != "oauth":
+        return CapillaryBasicAuth(config.login, config.password, password_is_md5=config.password_is_md5)
+
+    def post_token(url: str, payload: dict[str, str]) -> Answer:
+        return exchange(
+            session, config.timeout, "POST", url, auth=None, follow_redirects=False,
+            json=payload, headers=_JSON_HEADERS,
+        )  # fmt: skip
+
+    return CapillaryOAuth(
+        key=config.login,
+        secret=config.password,
+        token_url=config.token_url,
+        token_header=config.token_header,
+        post=post_token,
+    )
+
+
+def proxy_secrets(proxies: Mapping[str, str]) -> tuple[str, ...]:
+    """The credentials in proxy URLs, to redact: ``user:password``, the password, their Basic form.
+
+    The passwords are registered with Airflow's secrets masker too.
+
+    :param proxies: the connection's proxies.
+    :return: the values.
+    """
+    found: list[str] = []
+    for proxy in proxies.values():
+        try:
+            parts = urlsplit(proxy)
+        except ValueError:
+            continue
+        if parts.password:
+            userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+            basic = base64.b64encode(userinfo.encode()).decode()
+            found += [userinfo, unquote(parts.password), parts.password, basic]
+            register_secret(unquote(parts.password))
+    return tuple(found)

@@ -19,9 +19,14 @@ import hashlib
 import io
 import secrets
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from airflow_capillary.exceptions import CapillaryInvalidInputError
+
+if TYPE_CHECKING:
+    from airflow_capillary.hooks._upload_source import PreparedUpload
+
+__all__ = ["CHUNK_BYTES", "UploadBody", "build_body", "multipart_envelope", "upload_body"]
 
 #: Block size used when iterating (urllib3 reads with its own block size, 16 KiB by default).
 CHUNK_BYTES = 64 * 1024
@@ -209,3 +214,26 @@ def build_body(
     preamble, epilogue, multipart_type = multipart_envelope(field, file_name, content_type)
     body = UploadBody(opener, size, preamble=preamble, epilogue=epilogue, label=label)
     return body, {"Content-Type": multipart_type}
+
+
+def upload_body(
+    prepared: PreparedUpload, *, encoding: str, field: str
+) -> tuple[UploadBody | None, dict[str, str]]:
+    """Build a new body for one attempt at ``prepared`` (see :func:`build_body`).
+
+    :param prepared: the validated upload.
+    :param encoding: ``multipart`` or ``raw``.
+    :param field: the multipart field name.
+    :return: the body and its ``Content-Type`` header; ``(None, {})`` for a placeholder.
+    """
+    if prepared.placeholder:
+        return None, {}
+    return build_body(
+        prepared.opener,
+        prepared.size,
+        file_name=prepared.file_name,
+        content_type=prepared.content_type,
+        encoding=encoding,
+        field=field,
+        label=prepared.source_label,
+    )

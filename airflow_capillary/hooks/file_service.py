@@ -1,42 +1,30 @@
 """Hook for Capillary's file service: upload images, create placeholders, test the connection.
 
 One upload, as a reader follows it: :meth:`CapillaryFileHook.upload` is one tenacity loop
-(``for attempt in Retrying(...)``); each attempt builds a fresh body
-(:mod:`~airflow_capillary.hooks._body`), sends it through :func:`exchange` (the one request
-function: deadline, redirects within the origin only, bounded read of the answer) and judges the
-answer (:mod:`~airflow_capillary.hooks._answer`). Configuration is resolved once
-(:mod:`~airflow_capillary.hooks._config`), authentication lives in auth objects
-(:mod:`~airflow_capillary.hooks._auth`). A hook is safe to share across threads.
+(``for attempt in Retrying(...)``); each attempt builds a fresh body (:mod:`._body`), sends it
+with the one request function (:func:`._session.exchange`: a deadline, redirects within the
+origin only, a bounded read) and judges the answer (:mod:`._answer`). Whether to try again is
+decided in one place (:func:`._retry.is_retryable`); the error message is built once, when the
+loop gives up. A hook is safe to share across threads.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import requests
-from airflow.exceptions import AirflowNotFoundException
 from airflow.sdk import BaseHook
-from requests.auth import AuthBase
 from tenacity import RetryCallState
 
 from airflow_capillary import _validation as v
-from airflow_capillary._redact import redact_text, register_secret
-from airflow_capillary.exceptions import (
-    CapillaryConfigError,
-    CapillaryError,
-    CapillaryInvalidInputError,
-)
+from airflow_capillary._redact import redact_text
+from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError
 from airflow_capillary.hooks._answer import (
-    MAX_ANSWER_BYTES,
     Answer,
     check_upload_answer,
     failure,
@@ -44,86 +32,33 @@ from airflow_capillary.hooks._answer import (
     probe_failure,
     probe_verdict,
 )
-from airflow_capillary.hooks._auth import CapillaryAuth, CapillaryBasicAuth, CapillaryOAuth
-from airflow_capillary.hooks._body import UploadBody, build_body
-from airflow_capillary.hooks._config import SETTINGS, CapillaryConnectionConfig
+from airflow_capillary.hooks._auth import CapillaryAuth, CapillaryOAuth
+from airflow_capillary.hooks._body import UploadBody, upload_body
+from airflow_capillary.hooks._client import Client, build_client
+from airflow_capillary.hooks._config import DEFAULTS, SETTINGS, CapillaryConnectionConfig
 from airflow_capillary.hooks._form import connection_form_widgets, ui_field_behaviour
 from airflow_capillary.hooks._retry import ServiceFailure, build_retrying
-from airflow_capillary.hooks._session import attempt_deadline, attempt_seconds, build_session
-from airflow_capillary.hooks._source import PreparedUpload, UploadSource, resolve_source
+from airflow_capillary.hooks._session import exchange
+from airflow_capillary.hooks._upload_source import (
+    PreparedUpload,
+    UploadSource,
+    prepare_placeholder,
+    prepare_upload,
+)
 from airflow_capillary.models import UploadedFile
-from airflow_capillary.verification.storage import OriginPolicy
 
-__all__ = ["CapillaryFileHook", "PreparedUpload", "exchange"]
+__all__ = ["CapillaryFileHook", "PreparedUpload"]
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-
-
-def exchange(
-    session: requests.Session,
-    timeout: tuple[float, float],
-    method: str,
-    url: str,
-    *,
-    auth: AuthBase | None,
-    follow_redirects: bool = True,
-    limit: int = MAX_ANSWER_BYTES,
-    **kwargs: Any,
-) -> Answer:
-    """Send one request and read its answer, the whole exchange bounded in time and size.
-
-    Connecting, sending and receiving the whole answer must end within the larger timeout plus
-    :data:`~airflow_capillary.hooks._session.ATTEMPT_MARGIN`; at most ``limit`` bytes of the
-    answer are read. Redirects are followed within the origin only (see
-    :class:`~airflow_capillary.hooks._session.CapillarySession`), and not at all without
-    ``follow_redirects``.
-
-    :param session: the hook's session.
-    :param timeout: ``(connect, read)`` seconds.
-    :param method: the HTTP method.
-    :param url: the URL.
-    :param auth: the auth object, or ``None``.
-    :param follow_redirects: follow same-origin redirects.
-    :param limit: most bytes of the answer to read.
-    :param kwargs: more arguments of :meth:`requests.Session.request` (``data``, ``json``, ``headers``).
-    :return: the answer.
-    :raises requests.RequestException: no answer (``requests.Timeout`` once the deadline passed).
-    """
-    with attempt_deadline(attempt_seconds(timeout)) as deadline:
-        try:
-            with session.request(
-                method,
-                url,
-                auth=auth,
-                timeout=timeout,
-                stream=True,
-                allow_redirects=follow_redirects,
-                **kwargs,
-            ) as response:
-                return Answer.read(response, limit)
-        except Exception:
-            if deadline.expired:  # whatever the shut-down socket raised, the cause is the deadline
-                raise deadline.error() from None
-            raise
-
-
-class _Client(NamedTuple):
-    """What a hook builds on first use, together, under its lock."""
-
-    config: CapillaryConnectionConfig
-    session: requests.Session
-    auth: CapillaryAuth
-    proxy_secrets: tuple[str, ...]
-    storage: OriginPolicy
 
 
 class CapillaryFileHook(BaseHook):
     """Talks to Capillary's file service through a ``capillary`` connection.
 
-    Settings resolve in this order: hook argument, connection extra, default (see
-    :class:`~airflow_capillary.hooks._config.CapillaryConnectionConfig`). No I/O happens in
-    ``__init__``; the connection is read on first use.
+    The connection holds the facts about the service; the task's policy comes as arguments, whose
+    defaults are those of :data:`airflow_capillary.settings.TABLE` (``None``: the connection's
+    extra, else the table's default). No I/O happens in ``__init__``; the connection is read on
+    first use.
 
     :param capillary_conn_id: the Airflow connection id.
     :param namespace: default namespace (overrides the ``namespace`` extra).
@@ -132,10 +67,20 @@ class CapillaryFileHook(BaseHook):
         receiving the whole answer must end within the larger of the two plus 1 s, however
         slowly a server sends; each wait for data is also bounded by ``read``. Raise it for
         large files over slow links.
-    :param max_retries: retries after the first attempt (overrides the ``max_retries`` extra).
-    :param max_connections: HTTP connection pool size (default 16).
-    :param overrides: any other connection extra by name (e.g. ``retry_on_500=True``).
-    :raises CapillaryConfigError: an override has an unknown name.
+    :param rate_limit_per_minute: the API key's limit (overrides the extra; ``None``: none).
+    :param max_retries: retries after the first attempt.
+    :param retry_min_wait: first backoff wait in seconds; it doubles each retry, with jitter.
+    :param retry_max_wait: longest backoff wait in seconds.
+    :param retry_after_max: longest ``Retry-After`` honoured, in seconds.
+    :param retry_on_500: retry HTTP 500 as well as 429 and 502/503/504.
+    :param retry_integrity_errors: upload again after an untrustworthy answer (each upload
+        creates a version).
+    :param check_content: the magic bytes must agree with the file extension.
+    :param allow_empty: accept 0-byte files.
+    :param max_file_size: refuse larger files (bytes) before sending them; ``None``: no limit.
+    :param max_connections: size of the HTTP connection pool.
+    :param unknown: refused: a setting that is not a hook argument (a fact of the connection, say).
+    :raises CapillaryConfigError: an argument has an unknown name.
     """
 
     conn_name_attr = "capillary_conn_id"
@@ -154,34 +99,39 @@ class CapillaryFileHook(BaseHook):
         *,
         namespace: str | None = None,
         timeout: float | tuple[float, float] | None = None,
-        max_retries: int | None = None,
-        max_connections: int | None = None,
-        **overrides: Any,
+        rate_limit_per_minute: float | None = None,
+        max_retries: int | None = DEFAULTS["max_retries"],
+        retry_min_wait: float | None = DEFAULTS["retry_min_wait"],
+        retry_max_wait: float | None = DEFAULTS["retry_max_wait"],
+        retry_after_max: float | None = DEFAULTS["retry_after_max"],
+        retry_on_500: bool | None = DEFAULTS["retry_on_500"],
+        retry_integrity_errors: bool | None = DEFAULTS["retry_integrity_errors"],
+        check_content: bool | None = DEFAULTS["check_content"],
+        allow_empty: bool | None = DEFAULTS["allow_empty"],
+        max_file_size: int | None = DEFAULTS["max_file_size"],
+        max_connections: int | None = DEFAULTS["max_connections"],
+        **unknown: Any,
     ) -> None:
+        # Every keyword but the connection id is a setting: resolved, validated and coerced with
+        # the connection in _config (None: not given).
+        given = {name: value for name, value in locals().items() if name in SETTINGS}
         super().__init__()
-        unknown = sorted(set(overrides) - SETTINGS)
         if unknown:
             raise CapillaryConfigError(
-                f"CapillaryFileHook got unknown setting(s) {', '.join(unknown)}; "
+                f"CapillaryFileHook got unknown setting(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(sorted(SETTINGS))}",
                 conn_id=capillary_conn_id,
             )
         self.capillary_conn_id = capillary_conn_id
-        self._overrides: dict[str, Any] = {
-            "namespace": namespace,
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "max_connections": max_connections,
-            **overrides,
-        }
+        self._overrides: dict[str, Any] = given
         self._lock = threading.Lock()
-        self._client: _Client | None = None
+        self._client: Client | None = None
 
     # -- what is built on first use ----------------------------------------------------------
 
     @property
     def config(self) -> CapillaryConnectionConfig:
-        """The resolved connection (read once).
+        """The resolved connection and task policy (read once).
 
         :raises CapillaryConfigError: the connection is not defined, or a field is missing or wrong.
         """
@@ -197,66 +147,15 @@ class CapillaryFileHook(BaseHook):
         """The hook's one auth object (Basic header, or the shared OAuth token cache)."""
         return self._ensure_client().auth
 
-    def _ensure_client(self) -> _Client:
+    def _ensure_client(self) -> Client:
         """Build the configuration, session and auth object once (under the lock), then reuse them."""
         client = self._client
         if client is not None:
             return client
         with self._lock:
             if self._client is None:
-                self._client = self._build_client(self._read_config())
+                self._client = build_client(self.get_connection, self.capillary_conn_id, self._overrides)
             return self._client
-
-    def _read_config(self) -> CapillaryConnectionConfig:
-        try:
-            conn = self.get_connection(self.capillary_conn_id)
-        except AirflowNotFoundException:
-            raise CapillaryConfigError(
-                f"connection {self.capillary_conn_id!r} is not defined (define it in the UI, with "
-                f"'airflow connections add' or as AIRFLOW_CONN_{self.capillary_conn_id.upper()})",
-                conn_id=self.capillary_conn_id,
-            ) from None
-        try:  # Airflow logs an unparsable extra and returns {}: every extra would silently default.
-            json.loads(conn.extra or "{}")
-        except json.JSONDecodeError as exc:  # the position only: the text may hold credentials
-            raise CapillaryConfigError(
-                f"connection {self.capillary_conn_id!r}: extra is not valid JSON ({exc.msg} at character "
-                f"{exc.pos})",
-                conn_id=self.capillary_conn_id,
-            ) from None
-        return CapillaryConnectionConfig.resolve(
-            self.capillary_conn_id,
-            host=conn.host,
-            login=conn.login,
-            password=conn.password,
-            schema=conn.schema,
-            port=conn.port,
-            extra=conn.extra_dejson,
-            overrides=self._overrides,
-        )
-
-    @staticmethod
-    def _build_client(cfg: CapillaryConnectionConfig) -> _Client:
-        session = build_session(cfg)
-        auth: CapillaryAuth
-        if cfg.auth_type == "oauth":
-
-            def post_token(url: str, payload: dict[str, str]) -> Answer:
-                return exchange(
-                    session, cfg.timeout, "POST", url, auth=None, follow_redirects=False,
-                    json=payload, headers=_JSON_HEADERS,
-                )  # fmt: skip
-
-            auth = CapillaryOAuth(
-                key=cfg.login,
-                secret=cfg.password,
-                token_url=cfg.token_url,
-                token_header=cfg.token_header,
-                post=post_token,
-            )
-        else:
-            auth = CapillaryBasicAuth(cfg.login, cfg.password, password_is_md5=cfg.password_is_md5)
-        return _Client(cfg, session, auth, _proxy_secrets(cfg.proxies), OriginPolicy.from_config(cfg))
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -306,28 +205,8 @@ class CapillaryFileHook(BaseHook):
         :raises CapillaryInvalidInputError: an input is wrong (message names file, namespace
             and connection).
         """
-        cfg = self.config
-        ns = namespace or cfg.namespace
-        with self._input_context(file_name, ns):
-            v.validate_namespace(ns)
-            src = resolve_source(source)
-            name = file_name if file_name is not None else src.default_name
-            if name is None:
-                raise CapillaryInvalidInputError(f"file_name is required to upload {src.label}")
-        with self._input_context(name, ns):
-            v.validate_file_name(name)
-            ctype = v.validate_content_type(content_type) if content_type else v.content_type_for(name)
-            v.check_size(name, src.size, allow_empty=cfg.allow_empty, max_file_size=cfg.max_file_size)
-            if cfg.check_content and src.size:
-                v.check_content_matches(name, src.head())
-        return PreparedUpload(
-            file_name=name,
-            namespace=ns,
-            content_type=ctype,
-            size=src.size,
-            source_label=src.label,
-            url=cfg.url(v.upload_path(ns, name)),
-            opener=src.opener,
+        return prepare_upload(
+            self.config, source, file_name=file_name, namespace=namespace, content_type=content_type
         )
 
     def upload(self, prepared: PreparedUpload) -> UploadedFile:
@@ -348,8 +227,8 @@ class CapillaryFileHook(BaseHook):
         """
         client = self._ensure_client()
         cfg = client.config
-        where = f"namespace {prepared.namespace!r} (connection {cfg.conn_id!r})"
-        what = f"uploading {prepared.file_name!r} to {where}"
+        what = f"uploading {prepared.file_name!r} to namespace {prepared.namespace!r}"
+        what += f" (connection {cfg.conn_id!r})"
         started = time.monotonic()
         attempts = 0
         retrying = build_retrying(
@@ -420,20 +299,7 @@ class CapillaryFileHook(BaseHook):
         :return: the placeholder's record.
         :raises CapillaryError: as :meth:`upload`.
         """
-        ns = namespace or self.config.namespace
-        with self._input_context(file_name, ns):
-            v.validate_namespace(ns)
-            v.validate_file_name(file_name)
-        prepared = PreparedUpload(
-            file_name=file_name,
-            namespace=ns,
-            content_type=v.content_type_for(file_name),
-            size=0,
-            source_label="<placeholder>",
-            url=self.config.url(v.upload_path(ns, file_name)),
-            placeholder=True,
-        )
-        return self.upload(prepared)
+        return self.upload(prepare_placeholder(self.config, file_name, namespace))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection without side effects (no upload, no placeholder).
@@ -470,7 +336,7 @@ class CapillaryFileHook(BaseHook):
 
     # -- one attempt -------------------------------------------------------------------------
 
-    def _upload_once(self, client: _Client, prepared: PreparedUpload) -> UploadedFile:
+    def _upload_once(self, client: Client, prepared: PreparedUpload) -> UploadedFile:
         """Send the upload once and judge the answer; an OAuth 401 gets one resend with a new token."""
         token = client.auth.token() if isinstance(client.auth, CapillaryOAuth) else None
         answer, body = self._post_upload(client, prepared)
@@ -491,24 +357,12 @@ class CapillaryFileHook(BaseHook):
             secrets=self._secrets(client),
         )
 
-    def _post_upload(self, client: _Client, prepared: PreparedUpload) -> tuple[Answer, UploadBody | None]:
+    def _post_upload(self, client: Client, prepared: PreparedUpload) -> tuple[Answer, UploadBody | None]:
         """POST a new body (``None`` for a placeholder) and read the answer."""
         cfg = client.config
-        body: UploadBody | None = None
-        headers: dict[str, str] = {}
-        if not prepared.placeholder:
-            body, headers = build_body(
-                prepared.opener,
-                prepared.size,
-                file_name=prepared.file_name,
-                content_type=prepared.content_type,
-                encoding=cfg.upload_encoding,
-                field=cfg.file_field,
-                label=prepared.source_label,
-            )
+        body, headers = upload_body(prepared, encoding=cfg.upload_encoding, field=cfg.file_field)
+        data = body if body is not None and len(body) else b""  # b"": Content-Length 0, not chunked
         try:
-            # An empty body goes as b"" (Content-Length: 0), not as a 0-length stream (chunked).
-            data = body if body is not None and len(body) else b""
             answer = exchange(
                 client.session,
                 cfg.timeout,
@@ -525,7 +379,7 @@ class CapillaryFileHook(BaseHook):
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _secrets(self, client: _Client) -> tuple[str, ...]:
+    def _secrets(self, client: Client) -> tuple[str, ...]:
         return (*client.proxy_secrets, *client.auth.secrets())
 
     def _redact(self, text: str) -> str:
@@ -543,40 +397,3 @@ class CapillaryFileHook(BaseHook):
             self._redact(f"{what}: {reason}"),
             wait,
         )
-
-    @contextmanager
-    def _input_context(self, file_name: str | None, namespace: str | None) -> Iterator[None]:
-        try:
-            yield
-        except CapillaryInvalidInputError as exc:
-            raise CapillaryInvalidInputError(
-                f"{exc.message} (file {file_name!r}, namespace {namespace!r}, "
-                f"connection {self.capillary_conn_id!r})",
-                conn_id=self.capillary_conn_id,
-                file_name=file_name,
-                namespace=namespace,
-            ) from None
-
-
-def _proxy_secrets(proxies: dict[str, str]) -> tuple[str, ...]:
-    """The credentials in proxy URLs (``user:password``, the password, their Basic encoding), masked.
-
-    :param proxies: the connection's proxies.
-    :return: the values to redact from messages (the password is registered with the masker).
-    """
-    found: list[str] = []
-    for proxy in proxies.values():
-        try:
-            parts = urlsplit(proxy)
-        except ValueError:
-            continue
-        if parts.password:
-            userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
-            found += [
-                userinfo,
-                unquote(parts.password),
-                parts.password,
-                base64.b64encode(userinfo.encode()).decode(),
-            ]
-            register_secret(unquote(parts.password))
-    return tuple(found)

@@ -13,7 +13,7 @@ import requests
 
 from airflow_capillary.exceptions import CapillaryInvalidInputError
 from airflow_capillary.hooks._body import UploadBody, build_body, multipart_envelope
-from airflow_capillary.hooks._source import SPOOL_MEMORY_BYTES, resolve_source
+from airflow_capillary.hooks._upload_source import SPOOL_MEMORY_BYTES, resolve_source
 from tests.hooks.recorder import PNG
 
 

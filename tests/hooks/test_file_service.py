@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import threading
 import tracemalloc
@@ -557,7 +558,7 @@ def test_prepare_upload_is_reusable(make_hook, tmp_path: Path):
         url=f"{BASE}/api_gateway/file-service/loyalty/test.png",
     )
     assert rec.sent == []
-    with prepared.open() as stream:
+    with prepared.opener() as stream:
         assert stream.read() == PNG
     hook.upload(prepared)
     hook.upload(prepared)
@@ -742,3 +743,27 @@ def test_pool_is_sized_to_max_connections(set_conn):
     adapter = CapillaryFileHook(max_connections=4).session.get_adapter(BASE)
     assert adapter._pool_maxsize == 4  # type: ignore[attr-defined]
     assert adapter.max_retries.total == 0  # type: ignore[attr-defined]
+
+
+def test_the_hook_keywords_are_the_settings_a_task_gives_with_the_tables_defaults():
+    """One keyword per hook setting of the table; task policy defaults to the table's value,
+    the settings a connection may also hold to None (the extra, else the table)."""
+    from airflow_capillary import settings
+
+    parameters = inspect.signature(CapillaryFileHook.__init__).parameters
+    keywords = {n: p.default for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert set(keywords) == set(settings.HOOK_ARGUMENTS)
+    for name, default in keywords.items():
+        setting = settings.BY_NAME[name]
+        assert default == (setting.default if setting.scope == "task" else None), name
+
+
+def test_hook_keywords_reach_the_config(set_conn):
+    set_conn()
+    config = CapillaryFileHook(max_retries=0, retry_on_500=True, max_file_size=7, timeout=3).config
+    assert (config.max_retries, config.retry_on_500, config.max_file_size, config.timeout) == (
+        0,
+        True,
+        7,
+        (3.0, 3.0),
+    )

@@ -20,13 +20,13 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
+from airflow.sdk import Connection
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from requests.adapters import BaseAdapter
 from urllib3.response import HTTPResponse
 
 from airflow_capillary.exceptions import CapillaryError, CapillaryInvalidInputError
-from airflow_capillary.hooks._config import CapillaryConnectionConfig
 from airflow_capillary.hooks._retry import is_retryable, parse_retry_after
 from airflow_capillary.hooks.file_service import CapillaryFileHook, PreparedUpload
 from airflow_capillary.models import UploadedFile
@@ -77,17 +77,17 @@ def response(status: int, headers: dict[str, str], body: bytes) -> requests.Resp
 
 
 def make_hook(auth_type: str = "basic", **extra: Any) -> CapillaryFileHook:
-    """A hook on a resolved configuration (no Airflow connection lookup), retries without waiting."""
-    hook = CapillaryFileHook("fuzz")
-    config = CapillaryConnectionConfig.resolve(
-        "fuzz",
+    """A hook on an in-memory connection (no Airflow lookup), retries without waiting."""
+    hook = CapillaryFileHook("fuzz", max_retries=1, retry_on_500=True)
+    connection = Connection(
+        conn_id="fuzz",
+        conn_type="capillary",
         host=BASE_URL,
         login="demo-key" if auth_type == "oauth" else "demo",
         password="demo-secret" if auth_type == "oauth" else "demo-password",
-        extra={"auth_type": auth_type, **extra},
-        overrides={"max_retries": 1, "retry_on_500": True},
+        extra=json.dumps({"auth_type": auth_type, **extra}),
     )
-    hook._read_config = lambda: config  # type: ignore[method-assign]
+    hook.get_connection = lambda conn_id: connection  # type: ignore[method-assign]
     hook._sleep = lambda seconds: None
     return hook
 

@@ -1,4 +1,7 @@
-"""Upload sources: a local path, an ``ObjectStoragePath``, bytes or a binary file object.
+"""What an upload sends: a local path, an ``ObjectStoragePath``, bytes or a binary file object.
+
+(Not to be confused with :mod:`airflow_capillary.operators._expand`, which turns an operator's
+``source`` argument into the list of files of a batch.)
 
 :func:`resolve_source` turns any of them into a :class:`Source`: its size, a label for
 messages, a default file name, and an ``opener`` that returns a *fresh* stream positioned at
@@ -14,11 +17,26 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable
-from typing import IO, Any, BinaryIO, cast
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
+from airflow_capillary import _validation as v
 from airflow_capillary._validation import SNIFF_BYTES, check_local_file
 from airflow_capillary.exceptions import CapillaryInvalidInputError
+
+if TYPE_CHECKING:
+    from airflow_capillary.hooks._config import CapillaryConnectionConfig
+
+__all__ = [
+    "SPOOL_MEMORY_BYTES",
+    "PreparedUpload",
+    "Source",
+    "UploadSource",
+    "prepare_placeholder",
+    "prepare_upload",
+    "resolve_source",
+]
 
 #: Non-seekable streams are spooled once; up to this many bytes stay in memory, the rest on disk.
 SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
@@ -194,9 +212,72 @@ class PreparedUpload:
         default=lambda: io.BytesIO(b""), repr=False, compare=False
     )
 
-    def open(self) -> BinaryIO:
-        """Return a new stream of the content, from its start (the caller closes it).
 
-        :return: the stream.
-        """
-        return self.opener()
+def prepare_upload(
+    config: CapillaryConnectionConfig,
+    source: UploadSource,
+    *,
+    file_name: str | None,
+    namespace: str | None,
+    content_type: str | None,
+) -> PreparedUpload:
+    """Validate an upload without any network call (see ``CapillaryFileHook.prepare_upload``).
+
+    :param config: the resolved connection and task policy.
+    :param source: a local path, ``ObjectStoragePath``, bytes or binary file object.
+    :param file_name: the name in Capillary (default: the source's base name).
+    :param namespace: the namespace (default: the connection's).
+    :param content_type: the content type to send (default: from the extension).
+    :return: the prepared upload.
+    :raises CapillaryInvalidInputError: an input is wrong (names file, namespace and connection).
+    """
+    ns = namespace or config.namespace
+    with _naming(config.conn_id, file_name, ns):
+        v.validate_namespace(ns)
+        src = resolve_source(source)
+        name = file_name if file_name is not None else src.default_name
+        if name is None:
+            raise CapillaryInvalidInputError(f"file_name is required to upload {src.label}")
+    with _naming(config.conn_id, name, ns):
+        v.validate_file_name(name)
+        ctype = v.validate_content_type(content_type) if content_type else v.content_type_for(name)
+        v.check_size(name, src.size, allow_empty=config.allow_empty, max_file_size=config.max_file_size)
+        if config.check_content and src.size:
+            v.check_content_matches(name, src.head())
+    url = config.url(v.upload_path(ns, name))
+    return PreparedUpload(name, ns, ctype, src.size, src.label, url, opener=src.opener)
+
+
+def prepare_placeholder(
+    config: CapillaryConnectionConfig, file_name: str, namespace: str | None
+) -> PreparedUpload:
+    """Validate a placeholder's name and namespace (see ``CapillaryFileHook.create_placeholder``).
+
+    :param config: the resolved connection.
+    :param file_name: the name in Capillary (with an image extension).
+    :param namespace: the namespace (default: the connection's).
+    :return: the prepared placeholder (no content).
+    :raises CapillaryInvalidInputError: the name or namespace is wrong.
+    """
+    ns = namespace or config.namespace
+    with _naming(config.conn_id, file_name, ns):
+        v.validate_namespace(ns)
+        v.validate_file_name(file_name)
+    url = config.url(v.upload_path(ns, file_name))
+    return PreparedUpload(
+        file_name, ns, v.content_type_for(file_name), 0, "<placeholder>", url, placeholder=True
+    )
+
+
+@contextmanager
+def _naming(conn_id: str, file_name: str | None, namespace: str | None) -> Iterator[None]:
+    """Add the file, namespace and connection to an input error raised inside."""
+    try:
+        yield
+    except CapillaryInvalidInputError as exc:
+        raise CapillaryInvalidInputError(
+            f"{exc.message} (file {file_name!r}, namespace {namespace!r}, connection {conn_id!r})",
+            conn_id=conn_id,
+            file_name=file_name,
+            namespace=namespace,
+        ) from None
