@@ -30,7 +30,7 @@ NAMES = ["a.png", "b.jpg", "c.webp"]
 RECORD_KEYS = {
     "name", "namespace", "version", "latest_version", "acl", "file_size", "file_handle", "content_type",
     "s3_token", "s3_url", "last_modified", "secure_file_path", "code", "status", "message", "sent_size",
-    "sha256", "source",
+    "sha256", "secure_url_refused", "source",
 }  # fmt: skip
 
 
