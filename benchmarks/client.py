@@ -239,16 +239,19 @@ class _TaskInstance:
 
 
 def _operator(params: dict[str, Any]) -> Callable[[list[str]], int]:
-    """``UploadImageOperator.execute`` with a minimal context; ``source`` param (a folder) or the paths."""
+    """``UploadImageOperator.execute`` with a minimal context; ``source`` param (a folder) or the paths.
+
+    ``workers`` ``None`` keeps the operator's default ``max_workers``.
+    """
     from airflow.sdk.bases.operator import ExecutorSafeguard
 
     from airflow_capillary.operators.upload_image import UploadImageOperator
 
     def run(paths: list[str]) -> int:
         source = params.get("source") or list(paths)
-        operator = UploadImageOperator(
-            task_id="bench_upload", source=source, max_workers=int(params["workers"])
-        )
+        workers = params.get("workers")
+        kwargs: dict[str, Any] = {} if workers is None else {"max_workers": int(workers)}
+        operator = UploadImageOperator(task_id="bench_upload", source=source, **kwargs)
         ti = _TaskInstance()
         context: dict[str, Any] = {"ti": ti, "task_instance": ti, "run_id": "bench", "params": {}}
         guarded = ExecutorSafeguard.test_mode
@@ -278,6 +281,41 @@ UPLOADERS: dict[str, Callable[[dict[str, Any]], Callable[[list[str]], int]]] = {
 # --------------------------------------------------------------------------------------------
 
 
+def _timed(
+    work: Callable[[], dict[str, Any]], budget: float | None, on_timeout: dict[str, Any]
+) -> dict[str, Any]:
+    """Run ``work`` and add its ``elapsed`` wall and ``cpu`` seconds, bounded by ``budget``.
+
+    Past the budget, the result is ``on_timeout`` with ``timed_out`` and the times, printed at once,
+    and the process leaves (the uploads still running are abandoned). ``work`` runs in a thread so
+    that the budget holds whatever it does; its exception is raised here.
+
+    :param work: the timed section; returns the result's other fields.
+    :param budget: seconds, or ``None`` for no bound.
+    :param on_timeout: the result's other fields when out of time.
+    :return: the result.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    worker = threading.Thread(target=target, name="bench-timed", daemon=True)
+    worker.start()
+    worker.join(timeout=budget)
+    times = {"elapsed": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
+    if worker.is_alive():
+        _emit({**times, **on_timeout, "timed_out": True})
+        os._exit(0)
+    if "error" in outcome:
+        raise outcome["error"]
+    return {**times, **outcome["result"]}
+
+
 def throughput(params: dict[str, Any]) -> dict[str, Any]:
     """Upload ``paths`` with ``method``, after uploading the optional ``warmup`` paths untimed.
 
@@ -288,7 +326,8 @@ def throughput(params: dict[str, Any]) -> dict[str, Any]:
     ``timed_out`` and ``count`` is ``None`` (the emulator's log tells how many uploads finished).
 
     :param params: ``method``, ``paths``, ``warmup`` (optional), ``budget`` (optional), ``base_url``,
-        ``basic``, ``verify``, ``workers``, ``source``.
+        ``basic``, ``verify``, ``workers``, ``source``, ``cprofile`` (optional: a file to write the
+        cProfile statistics of the timed section to).
     :return: ``elapsed`` (s), ``cpu`` (s of this process) and ``count`` of the timed uploads, and
         ``connections``: the TCP connections opened over the whole run, warm-up included.
     """
@@ -297,36 +336,49 @@ def throughput(params: dict[str, Any]) -> dict[str, Any]:
         if params.get("warmup"):
             run(list(params["warmup"]))
         paths = list(params["paths"])
-        budget = params.get("budget")
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        if not budget:
-            count = run(paths)
-            return {
-                "elapsed": time.perf_counter() - t0,
-                "cpu": time.process_time() - cpu0,
-                "count": count,
-                "connections": connections.count,
-            }
-        done: list[int] = []
-        worker = threading.Thread(target=lambda: done.append(run(paths)), name="bench-uploads", daemon=True)
-        worker.start()
-        worker.join(timeout=float(budget))
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        if worker.is_alive():
-            # Out of time: report it and leave at once (the uploads still running are abandoned).
-            _emit(
-                {
-                    "elapsed": elapsed,
-                    "cpu": cpu,
-                    "count": None,
-                    "timed_out": True,
-                    "connections": connections.count,
-                }
-            )
-            os._exit(0)
-        if not done:
-            raise RuntimeError("the uploads failed (see the traceback above)")
-        return {"elapsed": elapsed, "cpu": cpu, "count": done[0], "connections": connections.count}
+
+        def work() -> dict[str, Any]:
+            if params.get("cprofile"):  # benchmarks/profile.py: the timed section under cProfile
+                import cProfile
+
+                profiler = cProfile.Profile(time.process_time)  # CPU, not the wait for answers
+                count = profiler.runcall(run, paths)
+                profiler.dump_stats(params["cprofile"])
+            else:
+                count = run(paths)
+            return {"count": count, "connections": connections.count}
+
+        budget = float(params["budget"]) if params.get("budget") else None
+        return _timed(work, budget, {"count": None, "connections": connections.count})
+
+
+def batch(params: dict[str, Any]) -> dict[str, Any]:
+    """Run ``UploadImageOperator`` once over ``source``, counting failed files instead of failing.
+
+    A :class:`~airflow_capillary.exceptions.CapillaryBatchError` is a result here (the files that
+    failed after their retries), any other error fails the measurement. Bounded in time by the
+    optional ``budget`` (seconds): past it, the result says ``timed_out`` and the counts are
+    ``None`` (the emulator's log tells how many uploads finished).
+
+    :param params: ``source`` (a folder), ``paths`` (its files), ``workers`` (``None``: the default),
+        ``budget`` (optional).
+    :return: ``elapsed`` and ``cpu`` (s), ``uploaded`` and ``failed`` file counts, ``failure`` (the
+        first failure's error, or ``None``).
+    """
+    from airflow_capillary.exceptions import CapillaryBatchError
+
+    run = _operator(params)
+    paths = list(params["paths"])
+
+    def work() -> dict[str, Any]:
+        try:
+            return {"uploaded": run(paths), "failed": 0, "failure": None}
+        except CapillaryBatchError as exc:
+            first = exc.failures[0].error if exc.failures else str(exc)
+            return {"uploaded": exc.uploaded_count, "failed": len(exc.failures), "failure": first}
+
+    budget = float(params["budget"]) if params.get("budget") else None
+    return _timed(work, budget, {"uploaded": None, "failed": None, "failure": None})
 
 
 def _current_rss_bytes() -> int:
@@ -426,6 +478,7 @@ def parse_dag(params: dict[str, Any]) -> dict[str, Any]:
 
 MEASUREMENTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "throughput": throughput,
+    "batch": batch,
     "memory": memory,
     "import_cost": import_cost,
     "parse_dag": parse_dag,

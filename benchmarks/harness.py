@@ -9,6 +9,7 @@ this shared machine spreads over all of them alike; results are compared as rati
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
@@ -18,10 +19,11 @@ import statistics
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -170,6 +172,8 @@ class CaseResult:
     :param data: the raw numbers, JSON-safe (for tests and ``--json``).
     :param seconds: wall time of the case.
     :param error: set when the case failed; the other fields hold what was measured before.
+    :param foreign_cpu: share of the machine's CPU that processes outside the benchmark used while
+        the case ran (:class:`ForeignCpu`); ``None`` when not measured (inline runs).
     """
 
     number: int
@@ -182,6 +186,7 @@ class CaseResult:
     data: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    foreign_cpu: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict of the result."""
@@ -247,6 +252,57 @@ def machine_info() -> dict[str, str]:
         "requests": version("requests"),
         "uvicorn (emulator)": version("uvicorn"),
     }
+
+
+def cpu_snapshot() -> tuple[float, float, float]:
+    """Return the monotonic time, the machine's busy CPU seconds and this process tree's CPU seconds.
+
+    The busy time comes from ``/proc/stat`` (all CPUs; idle and iowait excluded), the tree's from
+    :func:`os.times` (this process, and every child it waited for).
+
+    :return: ``(now, busy, own)``; ``busy`` is ``nan`` without ``/proc/stat``.
+    """
+    own = os.times()
+    mine = own.user + own.system + own.children_user + own.children_system
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return time.monotonic(), float("nan"), mine
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    steal = fields[7] if len(fields) > 7 else 0
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return time.monotonic(), busy, mine
+
+
+class ForeignCpu:
+    """Measures the CPU that processes outside this one and its children use over a stretch of time.
+
+    The machine's busy time less this process tree's (a case's emulator and clients have all ended
+    and been waited for when it returns), over the elapsed time times the cores, is the share of the
+    machine others took: the noise a shared machine adds to a measurement.
+
+    :param snapshot: where the times come from (:func:`cpu_snapshot`).
+    :param cores: the machine's cores (default :func:`os.cpu_count`).
+    """
+
+    def __init__(
+        self, snapshot: Callable[[], tuple[float, float, float]] = cpu_snapshot, cores: int | None = None
+    ) -> None:
+        self._snapshot = snapshot
+        self._cores = cores or os.cpu_count() or 1
+        self._start = snapshot()
+
+    def share(self) -> float:
+        """Return the share (0..1) of the machine's CPU others used since this object was made.
+
+        :return: the share; ``nan`` without ``/proc/stat``.
+        """
+        now, busy, own = self._snapshot()
+        then, busy0, own0 = self._start
+        capacity = (now - then) * self._cores
+        if capacity <= 0:
+            return 0.0
+        return min(1.0, max(0.0, ((busy - busy0) - (own - own0)) / capacity))
 
 
 def load_average() -> str:
@@ -430,16 +486,17 @@ def airflow_home() -> Path:
     return _AIRFLOW_HOME
 
 
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_env(extra: Mapping[str, str] | None = None, *, first: Sequence[str] = ()) -> dict[str, str]:
     """Return the environment of a child process: this tree importable, Airflow pointed at a temp home.
 
     :param extra: more variables.
+    :param first: directories put ahead of this tree on the import path (:func:`provider_at`).
     :return: the environment.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     # This tree's provider and emulator first, ahead of the editable installs (``run.py --at``
     # measures an exported revision with the venv of the checkout).
-    paths = (str(REPO_ROOT), str(REPO_ROOT / "emulator"), env.get("PYTHONPATH", ""))
+    paths = (*first, str(REPO_ROOT), str(REPO_ROOT / "emulator"), env.get("PYTHONPATH", ""))
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.setdefault("AIRFLOW_HOME", str(airflow_home()))
     env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -461,6 +518,7 @@ def run_child(
     env: Mapping[str, str] | None = None,
     timeout: float = CHILD_TIMEOUT,
     inline: bool = False,
+    provider: Path | None = None,
 ) -> dict[str, Any]:
     """Run one measurement in a fresh ``python -m benchmarks.client`` process.
 
@@ -470,9 +528,14 @@ def run_child(
     :param timeout: seconds before the child is killed.
     :param inline: run it in this process instead (the tiny sizes of ``make test``: same code, no
         interpreter start; the numbers then mean nothing).
+    :param provider: a directory holding another ``airflow_capillary`` (:func:`provider_at`) that
+        the child imports instead of this tree's; not with ``inline``.
     :return: the JSON object the child printed on its last stdout line.
     :raises RuntimeError: when the child fails or prints no result.
+    :raises ValueError: for ``provider`` with ``inline``.
     """
+    if inline and provider is not None:
+        raise ValueError("another provider runs in a child process only, not inline")
     if inline:
         from benchmarks import client
 
@@ -484,7 +547,7 @@ def run_child(
     completed = subprocess.run(
         command,
         cwd=REPO_ROOT,
-        env=child_env(env),
+        env=child_env(env, first=[str(provider)] if provider is not None else []),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -499,16 +562,63 @@ def run_child(
     return result
 
 
+#: The git repository that :func:`provider_at` exports from (``run.py --at`` runs in an export,
+#: which is no repository, and names the checkout it came from here).
+GIT_REPO_ENV = "CAPILLARY_BENCH_GIT_REPO"
+_PROVIDERS: dict[str, Path] = {}
+
+
+def provider_at(revision: str) -> Path:
+    """Return a directory holding only the ``airflow_capillary`` package of ``revision``.
+
+    For a variant that measures the provider as it was (before a feature), in the same run as the
+    current one: put the directory first on a child's import path (``run_child(provider=...)``).
+    Exported once per process with ``git archive``; removed when the process ends.
+
+    :param revision: a commit of the repository (:data:`GIT_REPO_ENV`, else this tree).
+    :return: the directory.
+    :raises RuntimeError: when the revision cannot be exported (no git, unknown commit).
+    """
+    if revision in _PROVIDERS:
+        return _PROVIDERS[revision]
+    repo = os.environ.get(GIT_REPO_ENV) or str(REPO_ROOT)
+    destination = Path(tempfile.mkdtemp(prefix=f"capillary-bench-provider-{revision[:12]}-"))
+    atexit.register(shutil.rmtree, destination, True)
+    archive = destination / "provider.tar"
+    try:
+        subprocess.run(
+            ["git", "-C", repo, "archive", "--format=tar", "-o", str(archive), revision, "airflow_capillary"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        raise RuntimeError(f"cannot export airflow_capillary at {revision} from {repo}: {detail}") from exc
+    with tarfile.open(archive) as tar:
+        tar.extractall(destination, filter="data")
+    archive.unlink()
+    _PROVIDERS[revision] = destination
+    return destination
+
+
 def upload_statuses(emu: EmulatorProcess) -> dict[str, int]:
-    """Count the emulator's upload requests by answered status.
+    """Count the emulator's upload requests by answered status, since its last reset.
+
+    From its counters (``stats()``), which its bounded request log cannot lose; an emulator without
+    them (an older revision) is counted from its request log.
 
     :param emu: the running emulator.
-    :return: status (as text) to count.
+    :return: status (as text; ``none`` for a connection dropped instead of answered) to count.
     """
-    counts: dict[str, int] = {}
+    stats = getattr(emu, "stats", None)
+    if stats is not None:
+        counts: dict[str, int] = dict(stats()["requests"].get("upload", {}))
+        return counts
+    counts = {}
     for entry in emu.requests():
         if entry.get("kind") == "upload":
-            key = str(entry.get("status"))
+            key = "none" if entry.get("status") is None else str(entry.get("status"))
             counts[key] = counts.get(key, 0) + 1
     return counts
 

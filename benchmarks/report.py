@@ -115,7 +115,9 @@ def render(document: dict[str, Any], analysis: str = "") -> str:
         if case.get("method"):
             parts.append(case["method"] + "\n")
         params = ", ".join(f"{k}={v}" for k, v in case.get("params", {}).items() if k != "inline")
-        parts.append(f"Parameters: {params}; the case took {case.get('seconds', 0):.0f} s.\n")
+        others = case.get("foreign_cpu")
+        load = "" if others is None else f"; other processes used {others:.0%} of the CPU meanwhile"
+        parts.append(f"Parameters: {params}; the case took {case.get('seconds', 0):.0f} s{load}.\n")
         if case.get("error"):
             parts.append(f"**The case failed:**\n\n```\n{case['error'][-2000:]}\n```\n")
         for table in case.get("tables", []):
@@ -126,6 +128,31 @@ def render(document: dict[str, Any], analysis: str = "") -> str:
         if case.get("notes"):
             parts.append("\n".join(f"- {note}" for note in case["notes"]) + "\n")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def implausible(case: dict[str, Any]) -> list[str]:
+    """Return what is impossible in a stored result (its case module's ``implausible``), if anything.
+
+    :param case: a stored result (a :class:`CaseResult` as a dict).
+    :return: one sentence per problem; empty when the figures can be true.
+    """
+    if case.get("error"):
+        return []
+    check = getattr(CASES.get(int(case["number"])), "implausible", None)
+    return list(check(case)) if check is not None else []
+
+
+def problems(document: dict[str, Any]) -> list[str]:
+    """Return the impossible figures of every stored case, each prefixed with its case number.
+
+    :param document: the stored results.
+    :return: the problems; empty when all can be true.
+    """
+    return [
+        f"case {number}: {problem}"
+        for number, case in document["cases"].items()
+        for problem in implausible(case)
+    ]
 
 
 def headline(document: dict[str, Any]) -> str:

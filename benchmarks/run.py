@@ -34,11 +34,21 @@ if __name__ == "__main__":  # run as a script: the provider and the emulator of 
 
 from benchmarks import report  # noqa: E402
 from benchmarks.cases import CASES, size_of  # noqa: E402
-from benchmarks.harness import CaseResult, load_average, machine_info, workspace  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    GIT_REPO_ENV,
+    CaseResult,
+    ForeignCpu,
+    load_average,
+    machine_info,
+    workspace,
+)
 
 DEFAULT_OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results.json"
 DEFAULT_README = REPO_ROOT / "README.md"
+#: Most of the machine's CPU that other processes may use while a case runs for its result to be
+#: stored (this machine is shared: above it, the figures measure the neighbours).
+MAX_FOREIGN_CPU = 0.10
 #: What limits the results and what was tried (prose without figures: the figures are generated),
 #: included in the report when present.
 ANALYSIS = REPO_ROOT / "benchmarks" / "analysis.md"
@@ -65,6 +75,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--render", action="store_true", help="run nothing: rewrite the report from the stored results"
     )
     parser.add_argument("--at", metavar="REV", help="measure the committed tree of REV, not the working tree")
+    parser.add_argument(
+        "--accept-load",
+        action="store_true",
+        help=f"store cases during which other processes used more than {MAX_FOREIGN_CPU:.0%} of the CPU",
+    )
     # Set by --at for the run inside the exported tree: what to record as revision and command.
     parser.add_argument("--revision", help=argparse.SUPPRESS)
     parser.add_argument("--recorded-command", help=argparse.SUPPRESS)
@@ -104,6 +119,7 @@ def run_cases(
         size = size_of(number, mode, repeats)
         print(f"case {number}: {module.TITLE} ({mode}: {size})", flush=True)
         started = time.perf_counter()
+        foreign = ForeignCpu()
         with workspace(f"case{number}", keep=keep) as workdir:
             try:
                 result = module.run(size, workdir)
@@ -112,11 +128,18 @@ def run_cases(
                     number=number, title=module.TITLE, params=size, error=traceback.format_exc()
                 )
         result.seconds = time.perf_counter() - started
+        if mode != "tiny" and not size.get("inline"):  # a tiny run's figures mean nothing anyway
+            result.foreign_cpu = foreign.share()
         for verdict in result.verdicts:
             print(f"  {verdict.label}: {verdict.target}: {verdict.detail}", flush=True)
         if result.error:
             print(f"  FAILED:\n{result.error}", flush=True)
-        print(f"  ({result.seconds:.0f} s)", flush=True)
+        others = (
+            ""
+            if result.foreign_cpu is None
+            else f"; other processes used {result.foreign_cpu:.0%} of the CPU"
+        )
+        print(f"  ({result.seconds:.0f} s{others})", flush=True)
         results.append(result)
     return results
 
@@ -201,7 +224,8 @@ def run_at(rev: str, args_list: list[str], args: argparse.Namespace) -> int:
             _shown_command(args_list),
         ]
         print(f"measuring {commit} exported to {tree}", flush=True)
-        return subprocess.run(command, cwd=tree, env={**os.environ, "PYTHONPATH": ""}, check=False).returncode
+        env = {**os.environ, "PYTHONPATH": "", GIT_REPO_ENV: str(REPO_ROOT)}
+        return subprocess.run(command, cwd=tree, env=env, check=False).returncode
 
 
 def _without_at(args_list: list[str]) -> list[str]:
@@ -229,7 +253,11 @@ def write_reports(document: dict[str, Any], args: argparse.Namespace, analysis: 
     :param document: the stored results.
     :param args: the options (``output``, ``readme``).
     :param analysis: the analysis prose.
+    :raises SystemExit: when a stored figure is impossible (:func:`report.problems`): nothing is written.
     """
+    impossible = report.problems(document)
+    if impossible:
+        raise SystemExit("refusing to write a report with impossible figures:\n- " + "\n- ".join(impossible))
     args.output.write_text(report.render(document, analysis))
     readme = args.readme.read_text()
     args.readme.write_text(report.replace_readme_block(readme, report.headline(document), str(args.readme)))
@@ -264,12 +292,48 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before,
         "load_after": load_average(),
     }
-    document = report.merge_results(report.load_results(args.results), results, run)
+    kept, refused = screen(results, accept_load=args.accept_load)
+    for number, why in refused:
+        print(f"case {number} not stored ({why}); the stored result, if any, is kept", flush=True)
+    document = report.merge_results(report.load_results(args.results), kept, run)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
     write_reports(document, args, analysis)
     print(f"wrote {args.output}, {args.results} and the headline of {args.readme}", flush=True)
-    return 1 if any(result.error for result in results) else 0
+    return 1 if refused or any(result.error for result in results) else 0
+
+
+def screen(
+    results: list[CaseResult], *, accept_load: bool = False
+) -> tuple[list[CaseResult], list[tuple[int, str]]]:
+    """Split fresh results into those to store and those refused, with the reason.
+
+    A result is refused when its figures are impossible (:func:`report.implausible`: noise, not a
+    property of the code) or when other processes used more than :data:`MAX_FOREIGN_CPU` of the
+    machine while it ran (unless ``accept_load``): publishing either would replace a quiet
+    measurement with one the load made up.
+
+    :param results: the cases just run.
+    :param accept_load: store results measured under load too (the report shows the load).
+    :return: the results to store, and (case number, reason) of the others.
+    """
+    kept: list[CaseResult] = []
+    refused: list[tuple[int, str]] = []
+    for result in results:
+        problems = report.implausible(json.loads(json.dumps(result.to_dict())))
+        if problems:
+            refused.append((result.number, "impossible figures: " + "; ".join(problems)))
+        elif result.foreign_cpu is not None and result.foreign_cpu > MAX_FOREIGN_CPU and not accept_load:
+            refused.append(
+                (
+                    result.number,
+                    f"other processes used {result.foreign_cpu:.0%} of the CPU while it ran "
+                    f"(at most {MAX_FOREIGN_CPU:.0%}; --accept-load stores it anyway)",
+                )
+            )
+        else:
+            kept.append(result)
+    return kept, refused
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The benchmark cases of issue 6, one module each.
+"""The benchmark cases (issues 6, 11, 13, 14), one module each.
 
 Every module has ``NUMBER``, ``TITLE``, ``SIZES`` (``full``, ``quick`` and ``tiny`` parameter
 sets) and ``run(size, workdir) -> CaseResult``.
@@ -11,12 +11,33 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks.cases import dag_parse, mapped, memory, oauth, overhead, throughput
+from benchmarks.cases import (
+    dag_parse,
+    far_region,
+    mapped,
+    memory,
+    nightly_refresh,
+    oauth,
+    overhead,
+    rate_limit,
+    throughput,
+)
 from benchmarks.harness import CaseResult
 
 #: Case number to module, in the issue's order.
 CASES: dict[int, ModuleType] = {
-    module.NUMBER: module for module in (throughput, overhead, memory, oauth, dag_parse, mapped)
+    module.NUMBER: module
+    for module in (
+        throughput,
+        overhead,
+        memory,
+        oauth,
+        dag_parse,
+        mapped,
+        rate_limit,
+        far_region,
+        nightly_refresh,
+    )
 }
 
 Runner = Callable[[dict[str, Any], Path], CaseResult]

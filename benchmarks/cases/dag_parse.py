@@ -31,9 +31,13 @@ SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"repeats": 1, "base": ["airflow.sdk"], "modules": PROVIDER_MODULES, "inline": True},
 }
 TARGET_MS = 20.0
-#: Modules a DAG file that uses the provider must not load at parse time: the upload stack (the
-#: hook and its retry library), the clients of the sensor's probes, the emulator (a test double).
+#: Modules a DAG file that uses the provider must not load at parse time: the HTTP stack (requests
+#: and urllib3: not loaded at parse before feb912b; with them a parse costs hundreds of ms more),
+#: the upload stack (the hook and its retry library), the clients of the sensor's probes, the
+#: emulator (a test double).
 PARSE_FORBIDDEN = (
+    "requests",
+    "urllib3",
     "airflow_capillary.hooks.file_service",
     "tenacity",
     "aiohttp",
@@ -64,6 +68,26 @@ def parse_importtime(stderr: str, after: str) -> tuple[list[tuple[str, int, int,
             continue
         rows.append((name.strip(), depth, int(self_us), int(cumulative_us)))
     return rows, sum(row[2] for row in rows)
+
+
+def implausible(case: dict[str, Any]) -> list[str]:
+    """Return the impossible figures of a stored result (a full run's; a tiny run's times mean nothing).
+
+    The provider's DAG does all the empty DAG does and more: a parse difference below zero, or an
+    import that costs nothing, is noise of the machine, not a property of the code.
+
+    :param case: the stored result.
+    :return: the problems.
+    """
+    data = case.get("data", {})
+    if case.get("params", {}).get("inline") or "diff_ms" not in data:
+        return []
+    found = []
+    if data["diff_ms"] < 0:
+        found.append(f"the provider's DAG parsed {-data['diff_ms']:.1f} ms faster than the empty one")
+    if any(value <= 0 for value in data.get("import_added", [])):
+        found.append("an import of the provider that took no time")
+    return found
 
 
 def headline(case: dict[str, Any]) -> str | None:

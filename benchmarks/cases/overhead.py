@@ -43,6 +43,20 @@ VARIANTS = (
 )
 
 
+def implausible(case: dict[str, Any]) -> list[str]:
+    """Return the impossible figures of a stored result: CPU per upload must be positive.
+
+    :param case: the stored result.
+    :return: the problems.
+    """
+    return [
+        f"{label}: {value:g} s of CPU per upload"
+        for label, values in case.get("data", {}).get("cpu_per_upload", {}).items()
+        for value in values
+        if value <= 0
+    ]
+
+
 def headline(case: dict[str, Any]) -> str | None:
     """Word the README's headline of a stored result of this case.
 

@@ -41,6 +41,8 @@ SIZES: dict[str, dict[str, Any]] = {
 TARGET_WORKERS = 8
 TARGET_LIMIT_SHARE = 0.85
 TARGET_SPEEDUP = 6.0
+#: Issue 14 §3: (c) against the bare pool (d) at the same workers, in the same run.
+TARGET_CONTROL_SHARE = 0.97
 #: Time budget of one run, so that a slow client cannot hold the bench for long: the baselines get
 #: BUDGET_PER_FILE seconds per file (about 5x what they need); the operator BUDGET_FACTOR times what
 #: it needs at the targeted share of its limit. At least MIN_BUDGET. A run out of time is stopped,
@@ -63,6 +65,60 @@ def operator_label(workers: int) -> str:
     :return: the label.
     """
     return f"`UploadImageOperator`, max_workers={workers}"
+
+
+class Samples:
+    """The measurements of throughput variants, round after round (cases 1 and 8).
+
+    :param labels: the variants.
+    """
+
+    def __init__(self, labels: list[str]) -> None:
+        self.rates: dict[str, list[float]] = {label: [] for label in labels}
+        self.cpu: dict[str, list[float]] = {label: [] for label in labels}
+        self.emulator_cpu: dict[str, list[float]] = {label: [] for label in labels}
+        self.connections: dict[str, list[int]] = {label: [] for label in labels}
+        #: Variants stopped at their time budget (not repeated), with why.
+        self.stopped: dict[str, str] = {}
+
+    def measure(
+        self,
+        emu: Any,
+        label: str,
+        params: dict[str, Any],
+        env: dict[str, str],
+        count: int,
+        *,
+        inline: bool,
+    ) -> None:
+        """Run one variant once against a reset emulator and record its rate, CPU and connections.
+
+        A variant stopped at its time budget earlier is skipped.
+
+        :param emu: the running emulator.
+        :param label: the variant.
+        :param params: the ``throughput`` measurement's parameters.
+        :param env: the child's environment (connections).
+        :param count: the uploads a complete run makes.
+        :param inline: run in this process (tiny sizes).
+        :raises RuntimeError: when a complete run is not every upload answered 200.
+        """
+        if label in self.stopped:
+            return
+        emu.reset()
+        server_cpu = process_cpu_seconds(emu.pid)
+        result = run_child("throughput", params, env=env, inline=inline)
+        server_cpu = process_cpu_seconds(emu.pid) - server_cpu
+        done = finished_uploads(result, upload_statuses(emu), count, label)
+        if result.get("timed_out"):
+            self.stopped[label] = (
+                f"stopped at its time budget of {result['elapsed']:.0f} s with {done} of {count} uploaded, "
+                "not repeated"
+            )
+        self.rates[label].append(done / result["elapsed"])
+        self.cpu[label].append(result["cpu"] / max(done, 1))
+        self.emulator_cpu[label].append(server_cpu / max(done, 1))
+        self.connections[label].append(int(result["connections"]))
 
 
 def budget(key: str, workers: int, count: int, latency: float) -> float:
@@ -117,11 +173,7 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
     ] + [("c", operator_label(w), "operator", w) for w in size["workers"]]
     if TARGET_WORKERS in size["workers"]:
         variants.append(("d", CONTROL_LABEL, "session_pool", TARGET_WORKERS))
-    rates: dict[str, list[float]] = {label: [] for _, label, _, _ in variants}
-    cpu: dict[str, list[float]] = {label: [] for _, label, _, _ in variants}
-    emulator_cpu: dict[str, list[float]] = {label: [] for _, label, _, _ in variants}
-    connections: dict[str, list[int]] = {label: [] for _, label, _, _ in variants}
-    stopped: dict[str, str] = {}
+    samples = Samples([label for _, label, _, _ in variants])
     with emulator(workdir / "emulator", tls=True, latency=latency) as emu:
         env = {
             "AIRFLOW_CONN_CAPILLARY_DEFAULT": emu.connection_json("basic"),
@@ -130,9 +182,6 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
         common = {"base_url": emu.base_url, "basic": list(BASIC_USER), "verify": emu.ca_cert_path}
         for _ in range(repeats):
             for key, label, method, workers in variants:
-                if label in stopped:
-                    continue
-                emu.reset()
                 params: dict[str, Any] = {
                     **common,
                     "method": method,
@@ -142,19 +191,14 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
                 }
                 if not size.get("inline"):
                     params["budget"] = budget(key, workers, count, latency)
-                server_cpu = process_cpu_seconds(emu.pid)
-                result = run_child("throughput", params, env=env, inline=bool(size.get("inline")))
-                server_cpu = process_cpu_seconds(emu.pid) - server_cpu
-                done = finished_uploads(result, upload_statuses(emu), count, label)
-                if result.get("timed_out"):
-                    stopped[label] = (
-                        f"stopped at its time budget of {result['elapsed']:.0f} s with {done} of {count} "
-                        "uploaded, not repeated"
-                    )
-                rates[label].append(done / result["elapsed"])
-                cpu[label].append(result["cpu"] / max(done, 1))
-                emulator_cpu[label].append(server_cpu / max(done, 1))
-                connections[label].append(int(result["connections"]))
+                samples.measure(emu, label, params, env, count, inline=bool(size.get("inline")))
+    rates, cpu, emulator_cpu, connections = (
+        samples.rates,
+        samples.cpu,
+        samples.emulator_cpu,
+        samples.connections,
+    )
+    stopped = samples.stopped
 
     baseline = summarize(rates[variants[0][1]]).median
     table = Table(
@@ -230,6 +274,38 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
     )
 
 
+def implausible(case: dict[str, Any]) -> list[str]:
+    """Return the impossible figures of a stored result: no client beats its latency-bound limit.
+
+    :param case: the stored result.
+    :return: the problems.
+    """
+    return rates_within_limits(case)
+
+
+def rates_within_limits(case: dict[str, Any]) -> list[str]:
+    """Return the variants whose rate is not positive or beats ``workers / latency`` (cases 1 and 8).
+
+    Every request waits the injected latency, so ``w`` workers cannot finish more than ``w / latency``
+    uploads per second; a faster figure is a clock or counting error.
+
+    :param case: the stored result, with ``data.rates`` and ``data.limits`` or ``params.latency``.
+    :return: the problems.
+    """
+    data = case.get("data", {})
+    found = []
+    for label, values in data.get("rates", {}).items():
+        limit = data.get("limits", {}).get(label)
+        for value in values:
+            if value <= 0:
+                found.append(f"{label}: a rate of {value:g} files/s")
+            elif limit and value > limit:
+                found.append(
+                    f"{label}: {fmt_num(value)} files/s beats its latency-bound limit of {fmt_num(limit)}"
+                )
+    return found
+
+
 def headline(case: dict[str, Any]) -> str | None:
     """Word the README's headline of a stored result of this case.
 
@@ -266,22 +342,20 @@ def _verdicts(
     target_label = next((label for k, label, _, w in variants if k == "c" and w == TARGET_WORKERS), None)
     limit_target = f"(c) at {TARGET_WORKERS} workers ≥ {TARGET_LIMIT_SHARE:.0%} of the latency-bound limit"
     speed_target = f"(c) at {TARGET_WORKERS} workers ≥ {TARGET_SPEEDUP:g}x (a)"
+    control_target = f"(c) at {TARGET_WORKERS} workers ≥ {TARGET_CONTROL_SHARE:.0%} of the bare pool (d)"
     if target_label is None or latency <= 0:
         why = "not run at this size (no 8-worker run or no injected latency)"
-        return [Verdict(limit_target, None, why), Verdict(speed_target, None, why)]
+        return [
+            Verdict(limit_target, None, why),
+            Verdict(speed_target, None, why),
+            Verdict(control_target, None, why),
+        ]
     stats = summarize(rates[target_label])
     limit = TARGET_WORKERS / latency
     share = stats.median / limit
     speedup = stats.median / baseline
     partial = f"; {stopped[target_label]}" if target_label in stopped else ""
-    control = next((label for k, label, _, _ in variants if k == "d"), None)
-    if control is not None and rates[control]:
-        reference = summarize(rates[control]).median
-        partial += (
-            f"; the bare pool control (d) reached {fmt_num(reference)} files/s = {reference / limit:.0%} "
-            f"on the same machine and emulator (the operator: {stats.median / reference:.0%} of it)"
-        )
-    return [
+    verdicts = [
         Verdict(
             limit_target,
             share >= TARGET_LIMIT_SHARE,
@@ -294,3 +368,15 @@ def _verdicts(
             f"{speedup:.1f}x: {fmt_num(stats.median)} against {fmt_num(baseline)} files/s{partial}",
         ),
     ]
+    if rates.get(CONTROL_LABEL):
+        control = summarize(rates[CONTROL_LABEL])
+        ratio = stats.median / control.median
+        # Paired by round: both ran back to back on the same machine and emulator.
+        paired = summarize([c / d for c, d in zip(rates[target_label], rates[CONTROL_LABEL], strict=False)])
+        numbers = f"{fmt_num(stats.median)} against {fmt_num(control.median)} files/s"
+        reach = f"the pool at {control.median / limit:.0%} of the limit"
+        detail = f"{ratio:.0%}: {numbers} ({reach}); per-round ratios {paired.spread('{:.0%}')}{partial}"
+        verdicts.append(Verdict(control_target, ratio >= TARGET_CONTROL_SHARE, detail))
+    else:
+        verdicts.append(Verdict(control_target, None, "the bare pool (d) did not run"))
+    return verdicts

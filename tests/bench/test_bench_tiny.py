@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,11 +22,13 @@ import pytest
 
 from benchmarks import report
 from benchmarks import run as bench_run
-from benchmarks.cases import CASES, dag_parse, oauth, throughput
+from benchmarks.cases import CASES, dag_parse, far_region, oauth, rate_limit, throughput
 from benchmarks.harness import (
     CaseResult,
+    ForeignCpu,
     Table,
     Verdict,
+    cpu_snapshot,
     png_bytes,
     run_child,
     summarize,
@@ -47,7 +50,7 @@ def _column(table: Table, name: str) -> list[str]:
 
 
 def test_every_case_ran_without_error(tiny):
-    assert sorted(tiny) == [1, 2, 3, 4, 5, 6]
+    assert sorted(tiny) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     errors = {number: result.error for number, result in tiny.items() if result.error}
     assert errors == {}
     for result in tiny.values():
@@ -67,7 +70,7 @@ def test_case1_throughput_reports_every_client(tiny):
     # No latency is injected at this size: there is no limit to compare with.
     assert [(v.met, v.detail) for v in result.verdicts] == [
         (None, "not run at this size (no 8-worker run or no injected latency)")
-    ] * 2
+    ] * 3
 
 
 def test_case1_pooled_clients_reuse_their_connections(tiny):
@@ -183,6 +186,55 @@ def test_case6_mapped_run_has_one_successful_instance_per_image(tiny):
     }
 
 
+def test_case7_rate_limit_reports_both_variants(tiny):
+    result = tiny[7]
+    (table,) = result.tables
+    assert _column(table, "Batch") == ["40 images at 20/s"] * 2
+    assert _column(table, "Client") == [
+        rate_limit.VARIANTS["adaptive"],
+        rate_limit.VARIANTS["configured"],
+    ]
+    runs = {item["variant"]: item for item in result.data["runs"]}
+    # Every file accounted for by the emulator: the admitted uploads, one per file uploaded.
+    for item in runs.values():
+        assert item["statuses"].get("200") == item["uploaded"]
+        assert set(item["statuses"]) <= {"200", "429"}
+
+
+def test_case7_a_batch_at_the_limit_fails_no_file(tiny):
+    # The regression check of case 7: 40 files, twice the emulator's burst, at 20/s.
+    runs = {item["variant"]: item for item in tiny[7].data["runs"]}
+    assert [(v, runs[v]["uploaded"], runs[v]["failed"]) for v in ("adaptive", "configured")] == [
+        ("adaptive", 40, 0),
+        ("configured", 40, 0),
+    ]
+
+
+def test_case8_far_region_pools_reuse_their_connections(tiny):
+    result = tiny[8]
+    (table,) = result.tables
+    assert _column(table, "Workers") == ["32", "32"]
+    assert [(v.met, v.detail) for v in result.verdicts] == [
+        (None, "not run at this size (no injected latency)")
+    ]
+    # The regression check of case 8: 40 files over 32 threads never need 40 connections.
+    connections = {label: counts[0] for label, counts in result.data["connections"].items()}
+    assert 1 <= connections[throughput.operator_label(32)] <= 32
+    assert 1 <= connections[far_region.control_label(32)] <= 32
+
+
+def test_case9_nightly_refresh_uploads_only_the_changed_file(tiny):
+    # The regression check of case 9 is the case's own: it fails unless the emulator counted exactly
+    # the changed files for the synced refresh and every file for the full re-upload.
+    result = tiny[9]
+    assert result.error is None
+    assert (result.data["files"], result.data["changed"]) == (20, 1)
+    # Its timing verdict is measured (the numbers mean nothing at this size).
+    assert [v.target for v in result.verdicts] == [
+        "the synced refresh is at least 20x faster than a full re-upload"
+    ]
+
+
 def test_report_renders_every_case_and_verdict(tiny, tmp_path):
     run = {
         "date": "2026-01-01 00:00 UTC",
@@ -250,8 +302,8 @@ def test_main_rewrites_report_and_keeps_other_cases(tmp_path, monkeypatch):
 
 
 def test_main_refuses_unknown_case():
-    with pytest.raises(SystemExit, match=r"unknown case\(s\) \[9\]"):
-        bench_run.main(["--cases", "9"])
+    with pytest.raises(SystemExit, match=r"unknown case\(s\) \[99\]"):
+        bench_run.main(["--cases", "99"])
 
 
 def test_run_child_runs_a_fresh_process():
@@ -445,3 +497,93 @@ def test_headline_words_every_figure_from_the_stored_results():
         "most N tokens: 9 token requests (of 7)."
     )
     assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def _walls(batch: float, mapped: float, fixed: float) -> dict:
+    return _stored(
+        6,
+        params={"images": 100},
+        data={
+            "walls": {
+                "bench_upload_batch": [batch],
+                "bench_upload_mapped": [mapped],
+                "bench_parse_empty": [fixed],
+            }
+        },
+        revision="abc1234",
+    )
+
+
+def test_render_refuses_impossible_figures_and_writes_nothing(tmp_path):
+    # Measured under load: the batch DAG "ran" faster than the DAG that uploads nothing.
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"cases": {"6": _walls(16.7, 47.8, 17.9)}}))
+    output, readme = tmp_path / "BENCHMARKS.md", _readme(tmp_path)
+    before = readme.read_text()
+    argv = ["--render", "--output", str(output), "--results", str(results), "--readme", str(readme)]
+    with pytest.raises(
+        SystemExit,
+        match=r"impossible figures:\n- case 6: bench_upload_batch took 16\.7 s, not more than the 17\.9 s of "
+        r"bench_parse_empty$",
+    ):
+        bench_run.main(argv)
+    assert (output.exists(), readme.read_text()) == (False, before)
+
+
+@pytest.mark.parametrize(
+    ("case", "problems"),
+    [
+        (_walls(22.2, 42.1, 16.0), []),
+        (
+            _stored(
+                1,
+                params={"latency": 0.05},
+                data={"rates": {"c": [170.0, 150.0]}, "limits": {"c": 160.0}},
+                revision="r",
+            ),
+            ["c: 170 files/s beats its latency-bound limit of 160"],
+        ),
+        (
+            _stored(5, params={}, data={"diff_ms": -3.0, "import_added": [0.01]}, revision="r"),
+            ["the provider's DAG parsed 3.0 ms faster than the empty one"],
+        ),
+    ],
+    ids=["plausible", "beats-latency-limit", "negative-parse-cost"],
+)
+def test_implausible_names_what_cannot_be_true(case, problems):
+    assert report.implausible(case) == problems
+
+
+def test_screen_keeps_quiet_results_and_refuses_loaded_or_impossible_ones():
+    quiet = CaseResult(number=2, title="quiet", foreign_cpu=0.04)
+    loaded = CaseResult(number=3, title="loaded", foreign_cpu=0.45)
+    impossible = CaseResult(number=5, title="noise", params={}, data={"diff_ms": -1.0}, foreign_cpu=0.0)
+    kept, refused = bench_run.screen([quiet, loaded, impossible])
+    assert [r.number for r in kept] == [2]
+    assert refused == [
+        (3, "other processes used 45% of the CPU while it ran (at most 10%; --accept-load stores it anyway)"),
+        (5, "impossible figures: the provider's DAG parsed 1.0 ms faster than the empty one"),
+    ]
+    kept, refused = bench_run.screen([quiet, loaded], accept_load=True)
+    assert ([r.number for r in kept], refused) == ([2, 3], [])
+
+
+def test_foreign_cpu_is_the_machines_busy_time_less_this_process_tree():
+    # (time, machine busy s, this tree's s): over 2 s on 2 cores the machine was busy 3 s, 1.5 s ours.
+    snapshots = iter([(100.0, 10.0, 1.0), (102.0, 13.0, 2.5)])
+    assert ForeignCpu(lambda: next(snapshots), cores=2).share() == 0.375
+    # Only this tree was busy: nothing foreign.
+    snapshots = iter([(0.0, 5.0, 5.0), (1.0, 6.0, 6.0)])
+    assert ForeignCpu(lambda: next(snapshots), cores=2).share() == 0.0
+
+
+def test_cpu_snapshot_counts_this_process():
+    now0, busy0, own0 = cpu_snapshot()
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    now1, busy1, own1 = cpu_snapshot()
+    assert now1 > now0
+    # Both counters tick in hundredths of a second: two ticks of rounding.
+    assert own1 - own0 >= 0.18
+    assert busy1 - busy0 >= 0.18  # the machine was busy at least while this process was
