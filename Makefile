@@ -72,7 +72,7 @@ demo: venv
 	$(PY) scripts/demo.py
 
 bench: venv
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 dist: venv
 	$(PY) scripts/dist.py --outdir dist
