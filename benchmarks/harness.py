@@ -394,12 +394,7 @@ def _emulator_class() -> type[EmulatorProcess]:
     from capillary_emulator import EmulatorProcess
 
     class ReadyEmulatorProcess(EmulatorProcess):
-        """``EmulatorProcess`` started through :mod:`benchmarks.emulator_tcp`, ready once it answers."""
-
-        def command(self) -> list[str]:
-            command = super().command()
-            command[command.index("capillary_emulator")] = "benchmarks.emulator_tcp"
-            return command
+        """``EmulatorProcess``, ready once it answers (it sets ``TCP_NODELAY`` per connection itself)."""
 
         def start(self) -> EmulatorProcess:
             super().start()
