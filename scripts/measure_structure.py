@@ -84,6 +84,32 @@ class ReadingPath:
 _UPLOAD = "one upload (UploadImageOperator.execute to the HTTP request and the answer check)"
 _SENSOR = "one sensor check (CapillaryFileSensor.execute/poke to the storage request and the verdict)"
 
+#: Helpers met on both revisions' upload path.
+_POOL = Step(
+    "airflow_capillary/operators/_pool.py",
+    ("BoundedPool.map",),
+    "the bounded thread pool",
+    chain=False,
+)
+_RETRY = Step(
+    "airflow_capillary/hooks/_retry.py",
+    ("build_retrying", "is_retryable"),
+    "what is retried, and the waits",
+    chain=False,
+)
+_AUTH = Step(
+    "airflow_capillary/hooks/_auth.py",
+    ("CapillaryBasicAuth.__call__", "CapillaryOAuth.token"),
+    "the credentials on each request",
+    chain=False,
+)
+_RECORD = Step(
+    "airflow_capillary/models.py",
+    ("UploadedFile.from_response",),
+    "the answer's fields as a typed record",
+    chain=False,
+)
+
 #: The reading paths, keyed by the revision they describe ("before": :data:`BEFORE`, "after": the
 #: redesign). Written from the code; :func:`check_path` proves every name still exists.
 READING_PATHS: dict[str, tuple[ReadingPath, ...]] = {
@@ -119,30 +145,10 @@ READING_PATHS: dict[str, tuple[ReadingPath, ...]] = {
                     ("check_upload_answer", "failure", "given_up"),
                     "judges a 2xx answer, maps other statuses, builds the final error",
                 ),
-                Step(
-                    "airflow_capillary/operators/_pool.py",
-                    ("BoundedPool.map",),
-                    "the bounded thread pool",
-                    chain=False,
-                ),
-                Step(
-                    "airflow_capillary/hooks/_retry.py",
-                    ("build_retrying", "is_retryable"),
-                    "what is retried, and the waits",
-                    chain=False,
-                ),
-                Step(
-                    "airflow_capillary/hooks/_auth.py",
-                    ("CapillaryBasicAuth.__call__", "CapillaryOAuth.token"),
-                    "the credentials on each request",
-                    chain=False,
-                ),
-                Step(
-                    "airflow_capillary/models.py",
-                    ("UploadedFile.from_response",),
-                    "the answer's fields as a typed record",
-                    chain=False,
-                ),
+                _POOL,
+                _RETRY,
+                _AUTH,
+                _RECORD,
             ),
             "Validation before the upload (operators/_sources.py, hooks/_source.py, _validation.py) and "
             "the lazy set-up of config, session and auth (hooks/file_service.py, hooks/_config.py, "
@@ -227,36 +233,16 @@ READING_PATHS: dict[str, tuple[ReadingPath, ...]] = {
                     ("Answer.read", "check_upload_answer", "failure", "given_up"),
                     "reads the answer (at most 1 MiB), judges a 2xx, maps other statuses, builds the error",
                 ),
-                Step(
-                    "airflow_capillary/operators/_pool.py",
-                    ("BoundedPool.map",),
-                    "the bounded thread pool",
-                    chain=False,
-                ),
-                Step(
-                    "airflow_capillary/hooks/_retry.py",
-                    ("build_retrying", "is_retryable"),
-                    "what is retried, and the waits",
-                    chain=False,
-                ),
+                _POOL,
+                _RETRY,
                 Step(
                     "airflow_capillary/hooks/_deadline.py",
                     ("attempt_deadline",),
                     "the watchdog that ends an attempt at its deadline",
                     chain=False,
                 ),
-                Step(
-                    "airflow_capillary/hooks/_auth.py",
-                    ("CapillaryBasicAuth.__call__", "CapillaryOAuth.token"),
-                    "the credentials on each request",
-                    chain=False,
-                ),
-                Step(
-                    "airflow_capillary/models.py",
-                    ("UploadedFile.from_response",),
-                    "the answer's fields as a typed record",
-                    chain=False,
-                ),
+                _AUTH,
+                _RECORD,
             ),
             "Validation before the upload (operators/_expand.py, hooks/_upload_source.py, "
             "_validation.py), the manifest (operators/_manifest*.py) and the set-up done once per hook "
