@@ -7,7 +7,19 @@ from typing import Any
 from airflow_capillary.exceptions import CapillaryConfigError
 from airflow_capillary.settings import TABLE
 
-__all__ = ["HOOK_POLICY", "as_bool", "check_int", "check_seconds"]
+__all__ = [
+    "DEFAULT_CHECKPOINT_SECONDS",
+    "DEFAULT_CHECKPOINT_UPLOADS",
+    "HOOK_POLICY",
+    "as_bool",
+    "check_arguments",
+    "check_int",
+    "check_seconds",
+]
+
+#: Defaults of a sync manifest's checkpoint interval: uploads, and seconds.
+DEFAULT_CHECKPOINT_UPLOADS = 100
+DEFAULT_CHECKPOINT_SECONDS = 30.0
 
 #: UploadImageOperator's arguments passed on to CapillaryFileHook when given: the task policy of
 #: the one settings table (``namespace`` is passed always, ``max_connections`` is ``max_workers``).
@@ -17,6 +29,35 @@ HOOK_POLICY: tuple[str, ...] = tuple(
 
 #: What a templated boolean may render to.
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
+
+
+def check_arguments(
+    *,
+    max_workers: tuple[Any, int],
+    manifest_checkpoint_uploads: Any,
+    progress_interval: Any,
+    manifest_checkpoint_seconds: Any,
+    rename: Any,
+    force_upload: Any,
+) -> None:
+    """Check UploadImageOperator's arguments that no template renders.
+
+    :param max_workers: the value and its upper bound.
+    :param manifest_checkpoint_uploads: an int >= 1.
+    :param progress_interval: seconds >= 0.
+    :param manifest_checkpoint_seconds: seconds > 0.
+    :param rename: a callable or ``None``.
+    :param force_upload: a bool, or a string a template renders.
+    :raises CapillaryConfigError: naming the first wrong argument.
+    """
+    check_int("max_workers", max_workers[0], 1, max_workers[1])
+    check_int("manifest_checkpoint_uploads", manifest_checkpoint_uploads, 1, None)
+    check_seconds("progress_interval", progress_interval, ">= 0")
+    check_seconds("manifest_checkpoint_seconds", manifest_checkpoint_seconds, "> 0")
+    if rename is not None and not callable(rename):
+        raise CapillaryConfigError("rename must be a callable taking and returning a file name")
+    if not isinstance(force_upload, (bool, str)):
+        raise CapillaryConfigError(f"force_upload must be a bool, got {force_upload!r}")
 
 
 def check_int(name: str, value: Any, low: int, high: int | None) -> None:

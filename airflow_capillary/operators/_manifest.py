@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from airflow_capillary.exceptions import CapillaryError
+from airflow_capillary.operators._arguments import DEFAULT_CHECKPOINT_SECONDS, DEFAULT_CHECKPOINT_UPLOADS
 from airflow_capillary.operators._manifest_document import (
     EMPTY_DOCUMENT,
     ManifestEntry,
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     from airflow_capillary.models import UploadedFile
 
 __all__ = [
-    "DEFAULT_CHECKPOINT_SECONDS",
-    "DEFAULT_CHECKPOINT_UPLOADS",
     "Action",
     "Manifest",
     "action_for",
@@ -46,9 +45,6 @@ __all__ = [
     "open_manifest",
 ]
 
-#: Defaults of the checkpoint interval: uploads, and seconds.
-DEFAULT_CHECKPOINT_UPLOADS = 100
-DEFAULT_CHECKPOINT_SECONDS = 30.0
 #: Bytes read at a time while hashing a source (the memory used per file, whatever its size).
 HASH_CHUNK_BYTES = 1 << 20
 
@@ -224,17 +220,19 @@ class Manifest:
             )
         return kept
 
-    def save(self, *, raise_errors: bool) -> None:
-        """Write the uploads not written yet (at the end of a batch, or when it stops early).
+    def save(self, *, raise_errors: bool, wait: bool = True) -> None:
+        """Write the uploads not written yet (at the end of a batch, when it stops early, on_kill).
 
         :param raise_errors: raise a failure to write; else log it (the task is failing already).
+        :param wait: see :meth:`flush` (``False`` from ``on_kill``).
         :raises CapillaryError: the write failed and ``raise_errors`` is true.
         """
         count = self.pending
         if not count:
             return
         try:
-            self.flush()
+            if not self.flush(wait=wait):
+                return  # another write is running; it finishes after on_kill returns
         except CapillaryError as exc:
             if raise_errors or self.log is None:
                 raise

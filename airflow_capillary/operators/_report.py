@@ -94,15 +94,20 @@ def asset_extra(records: Sequence[dict[str, Any]], *, conn_id: str, with_actions
     return extra
 
 
-def push_records(ti: Any, uploaded: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
+def push_records(
+    ti: Any, uploaded: Mapping[int, dict[str, Any]], kept: Mapping[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Push XCom keys ``uploaded`` and ``file_handles`` (before the task may fail).
 
     :param ti: the task instance.
-    :param uploaded: the records of the files this run uploaded.
-    :param records: every record that has a handle (with a manifest, unchanged files too).
+    :param uploaded: file index to the record of each file this run uploaded.
+    :param kept: file index to the record of each unchanged file (with a manifest).
+    :return: every record, in file order (the files are sorted by source).
     """
-    ti.xcom_push(key="uploaded", value=uploaded)
+    records = in_order({**uploaded, **kept})
+    ti.xcom_push(key="uploaded", value=in_order(uploaded))
     ti.xcom_push(key="file_handles", value={r["name"]: r["file_handle"] for r in records})
+    return records
 
 
 def emit_asset_events(outlets: Sequence[Any], outlet_events: Any, extra: Mapping[str, Any]) -> None:
@@ -117,3 +122,12 @@ def emit_asset_events(outlets: Sequence[Any], outlet_events: Any, extra: Mapping
     for outlet in outlets:
         if isinstance(outlet, Asset):
             outlet_events[outlet].extra.update(extra)
+
+
+def in_order(records: Mapping[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the records in file order (the files are sorted by source).
+
+    :param records: file index to record.
+    :return: the records.
+    """
+    return [records[i] for i in sorted(records)]

@@ -9,22 +9,22 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_capillary._redact import redact_url
-from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
+from airflow_capillary.exceptions import CapillaryError, CapillaryInvalidInputError
 from airflow_capillary.links import LINK_ATTRIBUTE, CapillaryImageLink
-from airflow_capillary.operators._arguments import HOOK_POLICY, as_bool, check_int, check_seconds
+from airflow_capillary.operators import _report
+from airflow_capillary.operators._arguments import (
+    DEFAULT_CHECKPOINT_SECONDS,
+    DEFAULT_CHECKPOINT_UPLOADS,
+    HOOK_POLICY,
+    as_bool,
+    check_arguments,
+)
 from airflow_capillary.operators._expand import SourceFile, expand_and_name
 from airflow_capillary.operators._pool import BoundedPool, Outcome
 from airflow_capillary.operators._progress import UploadProgress
-from airflow_capillary.operators._report import (
-    asset_extra,
-    batch_error,
-    describe,
-    emit_asset_events,
-    list_errors,
-    push_records,
-)
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airflow_capillary.hooks.file_service import CapillaryFileHook, PreparedUpload
@@ -36,9 +36,6 @@ __all__ = ["DEFAULT_MAX_WORKERS", "MAX_WORKERS_LIMIT", "UploadImageOperator"]
 #: Default and bounds of ``max_workers``.
 DEFAULT_MAX_WORKERS = 8
 MAX_WORKERS_LIMIT = 64
-#: Defaults of the manifest's checkpoint interval (uploads, seconds).
-DEFAULT_CHECKPOINT_UPLOADS = 100
-DEFAULT_CHECKPOINT_SECONDS = 30.0
 
 
 class UploadImageOperator(BaseOperator):
@@ -148,14 +145,14 @@ class UploadImageOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_int("max_workers", max_workers, 1, MAX_WORKERS_LIMIT)
-        check_int("manifest_checkpoint_uploads", manifest_checkpoint_uploads, 1, None)
-        check_seconds("progress_interval", progress_interval, ">= 0")
-        check_seconds("manifest_checkpoint_seconds", manifest_checkpoint_seconds, "> 0")
-        if rename is not None and not callable(rename):
-            raise CapillaryConfigError("rename must be a callable taking and returning a file name")
-        if not isinstance(force_upload, (bool, str)):
-            raise CapillaryConfigError(f"force_upload must be a bool, got {force_upload!r}")
+        check_arguments(
+            max_workers=(max_workers, MAX_WORKERS_LIMIT),
+            manifest_checkpoint_uploads=manifest_checkpoint_uploads,
+            progress_interval=progress_interval,
+            manifest_checkpoint_seconds=manifest_checkpoint_seconds,
+            rename=rename,
+            force_upload=force_upload,
+        )
         self.source = source
         self.capillary_conn_id = capillary_conn_id
         self.namespace = namespace
@@ -185,6 +182,7 @@ class UploadImageOperator(BaseOperator):
         self.max_file_size = max_file_size
         self._pool: BoundedPool | None = None
         self._manifest: Manifest | None = None
+        self._lineage_records: list[dict[str, Any]] = []  # for get_openlineage_facets_on_complete
 
     @cached_property
     def hook(self) -> CapillaryFileHook:
@@ -206,10 +204,17 @@ class UploadImageOperator(BaseOperator):
             self.log.info("Stopping: pending uploads are cancelled")
             self._pool.stop()
         if self._manifest is not None:
-            try:  # a write already running (on_kill interrupted it) is left to finish
-                self._manifest.flush(wait=False)
-            except CapillaryError as exc:
-                self.log.error("%s", exc)
+            self._manifest.save(raise_errors=False, wait=False)  # a write on_kill interrupted goes on
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Return the OpenLineage lineage of the run (``[openlineage]`` extra, imported lazily).
+
+        :param task_instance: the finished task instance (unused: the run's records are kept).
+        :return: the sources as inputs; the files this run uploaded as outputs (unchanged ones not).
+        """
+        from airflow_capillary.lineage import operator_lineage
+
+        return operator_lineage(self._lineage_records, base_url=self.hook.config.base_url)
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         """Expand, validate (and with a manifest, hash and compare) and upload; push the records.
@@ -234,7 +239,7 @@ class UploadImageOperator(BaseOperator):
                     namespace=self.namespace,
                 )
             self.log.info("Source %r matched no image: nothing to upload", self.source)
-            push_records(context["ti"], [], [])
+            _report.push_records(context["ti"], {}, {})
             return []
         manifest = self._manifest = self._open_manifest()
         self._pool = BoundedPool(self.max_workers)
@@ -250,21 +255,20 @@ class UploadImageOperator(BaseOperator):
             if manifest is not None:
                 manifest.save(raise_errors=False)
             if uploaded or kept:
-                push_records(context["ti"], _in_order(uploaded), _in_order({**uploaded, **kept}))
+                _report.push_records(context["ti"], uploaded, kept)
             raise
         finally:
             if "hook" in self.__dict__:
                 self.hook.close()
-        records = _in_order({**uploaded, **kept})
         try:  # a failing batch records its successes before it raises
             if manifest is not None:
                 manifest.save(raise_errors=True)
         finally:
-            push_records(context["ti"], _in_order(uploaded), records)
+            records = self._lineage_records = _report.push_records(context["ti"], uploaded, kept)
         if failed:
             if len(files) == 1 and isinstance(failed[0][1], Exception):
                 raise failed[0][1]
-            raise batch_error(
+            raise _report.batch_error(
                 [(files[i].source, names[i], error) for i, error in failed],
                 total=len(files),
                 uploaded=len(uploaded),
@@ -272,8 +276,8 @@ class UploadImageOperator(BaseOperator):
                 namespace=self.namespace,
             )
         if self.outlets:
-            extra = asset_extra(records, conn_id=self.capillary_conn_id, with_actions=manifest is not None)
-            emit_asset_events(self.outlets, context["outlet_events"], extra)
+            extra = _report.asset_extra(records, conn_id=self.capillary_conn_id, with_actions=bool(manifest))
+            _report.emit_asset_events(self.outlets, context["outlet_events"], extra)
         if expanded.single:
             link = records[0]["secure_file_path"] or records[0]["s3_url"]
             setattr(self, LINK_ATTRIBUTE, link)
@@ -321,7 +325,7 @@ class UploadImageOperator(BaseOperator):
                 raise bad[0].error
             raise CapillaryInvalidInputError(
                 f"{len(bad)} of {len(files)} files cannot be uploaded, so none was: "
-                + list_errors((files[o.index].source, o.error) for o in bad),
+                + _report.list_errors((files[o.index].source, o.error) for o in bad),
                 conn_id=self.capillary_conn_id,
                 namespace=self.namespace,
             )
@@ -375,7 +379,7 @@ class UploadImageOperator(BaseOperator):
                 if manifest is not None:
                     manifest.record(prepared[index], result, source=source)
             else:
-                self.log.warning("Failed to upload %s: %s", source, describe(outcome.error))
+                self.log.warning("Failed to upload %s: %s", source, _report.describe(outcome.error))
             progress.advance(size=prepared[index].size, ok=result is not None, action=action)
 
         def on_wait() -> None:
@@ -388,8 +392,3 @@ class UploadImageOperator(BaseOperator):
         if batch or manifest is not None:
             progress.summary()
         return [(todo[o.index], o.error) for o in outcomes if o.result is None]
-
-
-def _in_order(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records in file order (the files are sorted by source)."""
-    return [records[i] for i in sorted(records)]

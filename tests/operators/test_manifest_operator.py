@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -199,7 +201,11 @@ def test_on_kill_writes_what_was_uploaded(images: Path, tmp_path: Path, mocker: 
     seen_after_kill: list[list[str]] = []
 
     def kill() -> None:
-        assert second_started.wait(WAIT)  # a.png is uploaded and recorded, b.jpg in flight
+        assert second_started.wait(WAIT)  # a.png is uploaded, b.jpg in flight
+        deadline = time.monotonic() + WAIT
+        while op._manifest is None or op._manifest.pending != 1:  # a.png recorded, not yet written
+            assert time.monotonic() < deadline, "a.png was never recorded"
+            time.sleep(0.001)
         op.on_kill()
         seen_after_kill.append(sorted(entries(manifest)))  # written by on_kill itself
         release.set()
@@ -388,3 +394,19 @@ def test_invalid_rendered_arguments_fail_before_any_upload(
     with pytest.raises(CapillaryConfigError, match=message):
         op.execute(make_context())
     assert fake_hook.uploads == []
+
+
+def test_openlineage_of_a_sync_has_every_source_in_and_only_the_uploads_out(
+    images: Path, tmp_path: Path, fake_hook: FakeHook
+) -> None:
+    fake_hook.config = SimpleNamespace(base_url="https://eucrm.cc.capillarytech.com")  # type: ignore[assignment]
+    manifest = tmp_path / "rewards.json"
+    run(images, manifest)
+    (images / "b.jpg").write_bytes((images / "b.jpg").read_bytes() + b"!")
+    op = UploadImageOperator(task_id="up", source=str(images), manifest=str(manifest))
+    op.execute(make_context())
+    lineage = op.get_openlineage_facets_on_complete(task_instance=None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", str(images / n)) for n in NAMES]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [
+        ("capillary://eucrm.cc.capillarytech.com", "rewards/b.jpg")
+    ]
