@@ -56,6 +56,14 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_capillary.links.CapillaryImageLink"],
+        "asset-uris": [
+            {
+                "schemes": ["capillary"],
+                "handler": "airflow_capillary.lineage.sanitize_uri",
+                "factory": "airflow_capillary.lineage.create_asset",
+                "to_openlineage_converter": "airflow_capillary.lineage.convert_asset_to_openlineage",
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "capillary",
