@@ -76,6 +76,7 @@ class BoundedPool:
         *,
         on_done: Callable[[Outcome[R]], None] | None = None,
         on_wait: Callable[[], None] | None = None,
+        inline: bool = False,
     ) -> list[Outcome[R]]:
         """Call ``fn`` on every item and return the outcomes in the order of ``items``.
 
@@ -83,10 +84,22 @@ class BoundedPool:
         :param items: the batch.
         :param on_done: called in the calling thread with each outcome as it arrives.
         :param on_wait: called in the calling thread every ``poll_interval`` while waiting.
+        :param inline: call ``fn`` in the calling thread, one item after another, with the same
+            outcomes and stop: for CPU-bound work, which threads only slow down under the GIL.
         :return: one :class:`Outcome` per item.
         """
         outcomes: list[Outcome[R] | None] = [None] * len(items)
-        if items and not self.stopped:
+        if inline:
+            for index, item in enumerate(items):
+                if self.stopped:
+                    break
+                try:
+                    outcomes[index] = Outcome(index=index, result=fn(item))
+                except Exception as exc:  # like a worker's: recorded, the others still run
+                    outcomes[index] = Outcome(index=index, error=exc)
+                if on_done is not None:
+                    on_done(outcomes[index])  # type: ignore[arg-type]
+        elif items and not self.stopped:
             executor = ThreadPoolExecutor(
                 max_workers=min(self.max_workers, len(items)), thread_name_prefix=self.thread_name_prefix
             )

@@ -294,8 +294,8 @@ def _result(
         verdicts=[verdict],
         notes=[
             f"`file_digest` hashes at {ours / theirs:.0%} of `sha256sum`'s speed ({fmt_num(ours)} "
-            f"against {fmt_num(theirs)} MB/s); the operator hashes in its pool of "
-            f"{size['workers']} threads (hashlib releases the GIL)."
+            f"against {fmt_num(theirs)} MB/s); the operator hashes local files in the task's thread "
+            "(object-storage sources in its pool of workers)."
         ],
         data={
             "files": count,

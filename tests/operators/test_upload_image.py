@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import Asset
+from airflow.sdk import Asset, ObjectStoragePath
 
 from airflow_capillary.exceptions import (
     CapillaryAuthError,
@@ -304,3 +305,22 @@ def test_a_connection_error_is_raised_once_before_any_file_is_prepared(images: P
     ):
         UploadImageOperator(task_id="up", source=str(images)).execute(make_context())
     assert (hook.prepared, hook.uploads) == ([], [])
+
+
+def test_local_files_are_validated_in_the_task_thread_object_storage_in_the_pool(
+    images: Path, fake_hook: FakeHook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    original = fake_hook.prepare_upload
+
+    def prepare(source: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(source, **kwargs)
+
+    monkeypatch.setattr(fake_hook, "prepare_upload", prepare)
+    UploadImageOperator(task_id="up", source=str(images)).execute(make_context())
+    assert threads == [threading.current_thread().name] * 3
+    threads.clear()
+    UploadImageOperator(task_id="up", source=ObjectStoragePath(f"file://{images}")).execute(make_context())
+    assert len(threads) == 3
+    assert all(name.startswith("capillary-upload") for name in threads)
