@@ -65,7 +65,7 @@ class UploadImageOperator(BaseOperator):
     :param rename: callable ``(base name) -> name`` applied to every file before ``name_prefix``.
     :param content_type: MIME type to send (templated); default from the extension (the hook
         checks that the magic bytes agree with it).
-    :param max_workers: concurrent uploads (and source hashes), 1 to 64.
+    :param max_workers: concurrent uploads (and checks of object-storage sources), 1 to 64.
     :param include_secure_url: keep ``secure_file_path`` (a pre-signed URL valid for about an
         hour) in the XCom records and the extra link; when false it is ``None``.
     :param allow_empty_source: succeed with an empty list when ``source`` matches no image.
