@@ -190,7 +190,7 @@ class UploadImageOperator(BaseOperator):
         """The hook shared by every upload of this task (one session, one OAuth token)."""
         from airflow_capillary.hooks.file_service import CapillaryFileHook
 
-        policy = {name: getattr(self, name) for name in HOOK_POLICY}
+        policy = {name: getattr(self, name, None) for name in HOOK_POLICY}
         return CapillaryFileHook(
             self.capillary_conn_id,
             namespace=self.namespace,
