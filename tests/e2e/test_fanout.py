@@ -307,7 +307,11 @@ def test_a_worker_killed_mid_batch_loses_nothing(fanout: Fanout) -> None:
 
 
 def test_postgres_restarted_mid_run(fanout: Fanout, postgres_server: PostgresServer) -> None:
-    """The metadata database crashes and comes back while the uploads run: the run completes."""
+    """The metadata database crashes and comes back while the uploads run: the run completes.
+
+    Airflow's scheduler exits when it cannot reach its database; in production a process
+    supervisor (systemd, Kubernetes) starts it again, and so does this test.
+    """
     names = fanout.add_catalogue("catalogue-c/", seed=3)
     fanout.add_dag("fanout_pg", "catalogue-c/")
     fanout.emulator.configure(latency=0.5)  # the uploads span seconds: the restart lands among them
@@ -321,15 +325,18 @@ def test_postgres_restarted_mid_run(fanout: Fanout, postgres_server: PostgresSer
         return {"uploaded_before_restart": fanout.uploads_of(names).total()}
 
     try:
-        run = fanout.run("fanout_pg", names, during=during)
+        with fanout.deployment.supervised() as restarted:
+            run = fanout.run("fanout_pg", names, during=during)
     finally:
         fanout.emulator.configure(latency=0.0)
+    run.notes["restarted"] = list(restarted)
     assert run.state == "success"
     assert sorted(r["name"] for r in run.records) == names
     extra = sum(run.uploads.values()) - IMAGES
     tries = sorted(ti["try_number"] for ti in run.chunk_tis)
     FAULT_RESULTS.append(
         f"PostgreSQL crash after {run.notes['uploaded_before_restart']} uploads: run {run.state}, "
+        f"components restarted {run.notes['restarted']}, "
         f"chunk tries {tries}, {sum(run.uploads.values())} uploads for {IMAGES} images "
         f"({extra} extra versions)"
     )

@@ -18,15 +18,17 @@ Typical use::
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -378,6 +380,34 @@ class AirflowDeployment:
         """
         argv, extra_env = self.component_commands(list(COMPONENTS))[name]
         self.start_process(name, argv, {**self.environment(), **extra_env})
+
+    @contextlib.contextmanager
+    def supervised(self, *, interval: float = 0.5) -> Iterator[list[str]]:
+        """Restart any component that exits while the block runs, as systemd's ``Restart=always``
+        or a Kubernetes deployment would in production.
+
+        :param interval: seconds between checks.
+        :return: (as the context value) the names of the components restarted, in order.
+        """
+        restarted: list[str] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(interval):
+                for name, proc in list(self.processes.items()):
+                    if proc.returncode() is not None:
+                        log.warning("%s exited with %s; restarting it", name, proc.returncode())
+                        proc.close_log()
+                        restarted.append(name)
+                        self.restart_component(name)
+
+        watcher = threading.Thread(target=watch, name="deployment-supervisor", daemon=True)
+        watcher.start()
+        try:
+            yield restarted
+        finally:
+            stop.set()
+            watcher.join()
 
     def start_process(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         """Start (or start again) one long-running process of the deployment.
