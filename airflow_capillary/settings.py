@@ -274,6 +274,17 @@ TABLE: tuple[Setting, ...] = (
         minimum=0.0,
     ),
     Setting(
+        "max_rate_limit_wait",
+        "number",
+        1800.0,
+        "task",
+        "Longest wait on rate limits per batch (seconds)",
+        "Time a batch may spend paused by 429s (and 503s with Retry-After) before a rate-limited "
+        "answer counts as a failure.",
+        minimum=0.0,
+        exclusive=True,
+    ),
+    Setting(
         "retry_on_500",
         "boolean",
         False,

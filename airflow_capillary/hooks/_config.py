@@ -73,6 +73,7 @@ class CapillaryConnectionConfig:
     retry_min_wait: float
     retry_max_wait: float
     retry_after_max: float
+    max_rate_limit_wait: float
     retry_on_500: bool
     retry_integrity_errors: bool
     check_content: bool

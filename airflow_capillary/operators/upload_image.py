@@ -83,6 +83,7 @@ class UploadImageOperator(BaseOperator):
     :param retry_min_wait: first backoff wait, seconds (default 1).
     :param retry_max_wait: longest backoff wait, seconds (default 30).
     :param retry_after_max: longest ``Retry-After`` honoured, seconds (default 120).
+    :param max_rate_limit_wait: seconds of rate-limit pauses per batch before a 429 fails (1800).
     :param retry_on_500: retry HTTP 500 too (default ``False``).
     :param retry_integrity_errors: upload again after an untrustworthy answer (default ``True``).
     :param check_content: refuse files whose magic bytes disagree with the extension (default ``True``).
@@ -138,6 +139,7 @@ class UploadImageOperator(BaseOperator):
         retry_min_wait: float | None = None,
         retry_max_wait: float | None = None,
         retry_after_max: float | None = None,
+        max_rate_limit_wait: float | None = None,
         retry_on_500: bool | None = None,
         retry_integrity_errors: bool | None = None,
         check_content: bool | None = None,
@@ -176,6 +178,7 @@ class UploadImageOperator(BaseOperator):
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
         self.retry_after_max = retry_after_max
+        self.max_rate_limit_wait = max_rate_limit_wait
         self.retry_on_500 = retry_on_500
         self.retry_integrity_errors = retry_integrity_errors
         self.check_content = check_content
@@ -199,8 +202,7 @@ class UploadImageOperator(BaseOperator):
         )
 
     def on_kill(self) -> None:
-        """Cancel the pending uploads, make ``execute`` stop waiting for the ones in flight, and
-        write the uploads recorded so far into the manifest."""
+        """Cancel the pending uploads, stop waiting for those in flight, save the manifest."""
         if self._pool is not None:
             self.log.info("Stopping: pending uploads are cancelled")
             self._pool.stop()
