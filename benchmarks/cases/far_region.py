@@ -198,5 +198,6 @@ def headline(case: dict[str, Any]) -> str | None:
     ]
     return (
         f"at {latency * 1000:g} ms of latency the operator reaches {' and '.join(shares)} of the "
-        "latency-bound limit"
+        "latency-bound limit (so choose `max_workers` = the files per second you need times the latency "
+        "in seconds, while the worker's cores can still carry that many uploads per second)"
     )
