@@ -13,7 +13,8 @@ out. :class:`RateLimiter` keeps a batch at the service's limit instead:
   goes above it.
 - **Adaptive** (no limit configured, the default): no pacing at first, so an unlimited service
   is not slowed down, but a slow start: one request in flight, one more per success, up to the
-  pool. The first 429 sets the rate to 90% of what the service admitted so far; each later one
+  pool. The first 429 sets the rate to 90% of what the service admitted since its first success
+  (a 429 before any success only pauses, and the slow start begins again); each later one
   cuts the rate by 10% (multiplicative decrease); every success adds 1% of the rate set at the
   last decrease, per second at that rate (additive increase). A batch settles just below the
   service's limit without being told it. These constants come from a simulation of the
@@ -104,6 +105,7 @@ class RateLimiter:
         self._paused_until = 0.0
         self._started: float | None = None
         self._admitted = 0
+        self._first_admitted: float | None = None
         self._rate_limited = 0
         self._paused = 0.0
         self._waited = 0.0
@@ -153,6 +155,8 @@ class RateLimiter:
         with self._lock:
             self._in_flight -= 1
             self._admitted += 1
+            if self._first_admitted is None:
+                self._first_admitted = self._clock()
             if self._rate is None:
                 self._window = min(float(self.max_slots), self._window + 1)
             elif self._reference:
@@ -187,13 +191,18 @@ class RateLimiter:
                 self._paused += until - max(now, self._paused_until)
                 self._paused_until = until
             if fresh:
-                if self._rate is None:
-                    elapsed = max(now - (self._started or now), 1.0)
-                    self._rate = max(MIN_RATE, FIRST_DECREASE * self._admitted / elapsed)
-                else:
+                if self._rate is not None:
                     self._rate = max(MIN_RATE, self._rate * DECREASE)
-                self._reference = self._rate
-                self._window = float(self.max_slots)
+                elif self._first_admitted is not None:
+                    elapsed = max(now - self._first_admitted, 1.0)
+                    self._rate = max(MIN_RATE, FIRST_DECREASE * self._admitted / elapsed)
+                if self._rate is not None:
+                    self._reference = self._rate
+                    self._window = float(self.max_slots)
+                else:
+                    # Nothing admitted yet (another task spent the key's budget): no rate to
+                    # learn from; start slowly again after the pause.
+                    self._window = 1.0
                 self._next_slot = self._paused_until
             return True
 

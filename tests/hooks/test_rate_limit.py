@@ -107,6 +107,34 @@ def test_the_first_429_sets_the_rate_below_what_the_service_admitted() -> None:
     assert clock.now - first == pytest.approx(1 / 4.5)
 
 
+def test_a_429_before_any_success_only_pauses_and_starts_slowly_again() -> None:
+    """Another task spent the key's budget: nothing to learn a rate from, so no crawl at 1/min."""
+    clock = Clock()
+    rl = limiter(clock, max_slots=4)
+    rl.acquire()
+    assert rl.pause(1.0) is True
+    assert rl.acquire() == pytest.approx(1.0)  # the pause, not a minute's pacing
+    assert rl.stats.rate_per_minute is None
+    assert rl.try_acquire() > 0  # the slow start's window of one again
+    rl.success()
+    assert [rl.try_acquire(), rl.try_acquire()] == [0.0, 0.0]
+
+
+def test_the_first_rate_counts_from_the_first_success() -> None:
+    """Time spent refused before the first success does not dilute the admitted rate."""
+    clock = Clock()
+    rl = limiter(clock, max_slots=8)
+    rl.acquire()
+    rl.pause(5.0)  # refused at once
+    for _ in range(4):  # then 4 answers over 2 s
+        rl.acquire()
+        rl.success()
+        clock.now += 0.5
+    rl.acquire()
+    rl.pause(1.0)
+    assert rl.stats.rate_per_minute == pytest.approx(0.9 * 4 / 2.0 * 60)
+
+
 def test_429s_of_one_episode_cut_the_rate_once() -> None:
     """Several threads meeting the same limit slow the pool down once, not once each."""
     clock = Clock()
