@@ -134,7 +134,12 @@ class BoundedPool:
         for index, item in enumerate(items):
             if self.stopped:
                 return
-            future = executor.submit(self._call, fn, item)
+            try:
+                future = executor.submit(self._call, fn, item)
+            except RuntimeError:  # stop() shut the executor down after the check above
+                if self.stopped:
+                    return
+                raise
             futures[future] = index
             future.add_done_callback(completed.put)
         remaining = len(futures)
