@@ -46,6 +46,7 @@ __all__ = [
     "capillary_uri",
     "convert_asset_to_openlineage",
     "create_asset",
+    "hook_lineage_collector",
     "operator_lineage",
     "report_upload",
     "sanitize_uri",
@@ -164,6 +165,18 @@ def source_dataset_name(source: str) -> tuple[str, str]:
     return f"{'s3' if scheme in _S3_SCHEMES else scheme}://{authority}", key
 
 
+def hook_lineage_collector() -> Any:
+    """Return Airflow's hook lineage collector (a no-op one unless a lineage reader is installed).
+
+    :return: the collector of ``airflow.sdk.lineage`` (Airflow 3.2+) or ``airflow.lineage.hook`` (3.1).
+    """
+    try:
+        from airflow.sdk.lineage import get_hook_lineage_collector
+    except ImportError:  # Airflow 3.1
+        from airflow.lineage.hook import get_hook_lineage_collector  # type: ignore[no-redef]
+    return get_hook_lineage_collector()
+
+
 def report_upload(context: Any, prepared: PreparedUpload, result: UploadedFile, *, base_url: str) -> None:
     """Report one finished upload to Airflow's hook lineage collector.
 
@@ -172,9 +185,7 @@ def report_upload(context: Any, prepared: PreparedUpload, result: UploadedFile, 
     :param result: what Capillary stored.
     :param base_url: the connection's cluster URL.
     """
-    from airflow.sdk.lineage import get_hook_lineage_collector
-
-    collector = get_hook_lineage_collector()
+    collector = hook_lineage_collector()
     label = prepared.source_label
     if not prepared.placeholder and not label.startswith("<") and "://" not in label:
         collector.add_input_asset(context=context, uri=Path(os.path.abspath(label)).as_uri())

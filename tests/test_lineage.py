@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import pytest
 from airflow.sdk import Asset
-from airflow.sdk.lineage import HookLineageCollector
 
 from airflow_capillary import lineage
 from airflow_capillary.hooks.file_service import PreparedUpload
@@ -30,6 +29,12 @@ from airflow_capillary.lineage import (
     source_dataset_name,
 )
 from tests.operators.fakes import uploaded_file
+
+try:  # where Airflow keeps its collector: airflow.sdk.lineage (3.2+) or airflow.lineage.hook (3.1)
+    from airflow.sdk import lineage as airflow_lineage
+except ImportError:
+    from airflow.lineage import hook as airflow_lineage  # type: ignore[no-redef]
+HookLineageCollector = airflow_lineage.HookLineageCollector
 
 if TYPE_CHECKING:
     from capillary_emulator import CapillaryEmulator
@@ -143,9 +148,13 @@ def test_provider_registers_the_capillary_scheme_with_airflow() -> None:
     factory, and the OpenLineage converter, from ``get_provider_info()["asset-uris"]``."""
     from airflow.providers.common.compat.openlineage.facet import Dataset
     from airflow.providers.openlineage.utils.utils import translate_airflow_asset
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    manager = ProvidersManagerTaskRuntime()
+    try:
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as Manager
+    except ImportError:  # Airflow 3.1
+        from airflow.providers_manager import ProvidersManager as Manager  # type: ignore[assignment]
+
+    manager = Manager()
 
     assert manager.asset_uri_handlers.get("capillary") is sanitize_uri
     assert manager.asset_factories.get("capillary") is create_asset
@@ -250,7 +259,8 @@ def collector(monkeypatch: pytest.MonkeyPatch) -> HookLineageCollector:
     """A real collector in place of Airflow's (a NoOpCollector unless a lineage reader plugin is
     installed), for the provider and for ObjectStoragePath."""
     real = HookLineageCollector()
-    monkeypatch.setattr("airflow.sdk.lineage.get_hook_lineage_collector", lambda: real)
+    monkeypatch.setattr(airflow_lineage, "get_hook_lineage_collector", lambda: real)
+    assert lineage.hook_lineage_collector() is real
     return real
 
 
