@@ -303,7 +303,15 @@ def run(*, full: bool) -> int:
         return code
     after = result_fingerprints()
     revisions = _read_json(REVISIONS)
-    tested = [name for name, pair in after.items() if before.get(name) != pair or name not in revisions]
+    # A result that is still None was reset for a retest but not reached (an interrupted run).
+    tested = [
+        name
+        for name, pair in after.items()
+        if pair[0] is not None and (before.get(name) != pair or name not in revisions)
+    ]
+    for name, pair in after.items():
+        if pair[0] is None:
+            revisions.pop(name, None)
     revisions.update(dict.fromkeys(tested, revision))
     _write_json(REVISIONS, {name: revisions[name] for name in sorted(after) if name in revisions})
     history = _read_json(HISTORY)
@@ -370,8 +378,8 @@ def render(mutants: dict[str, Mutant], stale: list[Equivalent], history: dict[st
         f"- Revision: {last.get('revision', '?')} (`git log -1 {last.get('revision', '?').split('+')[0]}`)",
         f"- Tool: mutmut {version('mutmut')}, one worker, over `{PACKAGE}/` except "
         '`get_provider_info.py` (a literal dict); tests: `tests -m "not integration and not e2e and '
-        'not bench"` without `tests/emulator`, `tests/integration`, `tests/e2e`, `tests/bench` '
-        "(`[tool.mutmut]` in pyproject.toml).",
+        'not bench"` without `tests/emulator`, `tests/integration`, `tests/e2e`, `tests/bench`, '
+        "`tests/release` (`[tool.mutmut]` in pyproject.toml).",
         f"- This run: {last.get('tested', '?')} of {last.get('mutants', '?')} mutants tested in "
         f"{_timing(last)}; every other result is carried over from the revision in "
         "the table's last column (mutmut re-tests a function's mutants when its code changes, and "
