@@ -346,7 +346,9 @@ def write_report() -> Path:
             continue
         mutant.added = added_lines(mutant.name, mutant.path)
         for entry in equivalents:
-            if entry.function == mutant.function and entry.added == mutant.added:
+            # One entry explains one mutant: two mutants of a function may write the same line
+            # (``break`` for two ``continue``), and only one of them need be equivalent.
+            if entry not in used and entry.function == mutant.function and entry.added == mutant.added:
                 mutant.equivalent = entry
                 used.add(entry)
                 break
