@@ -77,6 +77,7 @@ class Received:
     :param headers: header name (lower case) -> value (the last one when repeated).
     :param body: the request body (at most :data:`MAX_KEPT_BODY` bytes kept).
     :param body_size: the full size of the body read.
+    :param received_at: ``time.monotonic()`` when the request had been read (for pacing tests).
     """
 
     method: str
@@ -85,6 +86,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     body_size: int
+    received_at: float = 0.0
 
     @property
     def target(self) -> str:
@@ -319,6 +321,7 @@ def _handler_class(owner: HostileServer) -> type[http.server.BaseHTTPRequestHand
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
                 body_size=size,
+                received_at=time.monotonic(),
             )
             try:
                 self._answer(owner._record(received))

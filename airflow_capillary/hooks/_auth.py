@@ -31,11 +31,13 @@ from airflow_capillary.hooks._session import exchange
 
 if TYPE_CHECKING:
     from airflow_capillary.hooks._config import CapillaryConnectionConfig
+    from airflow_capillary.hooks._rate_limit import RateLimiter
 
 __all__ = [
     "CapillaryAuth",
     "CapillaryBasicAuth",
     "CapillaryOAuth",
+    "TokenAuth",
     "TokenPost",
     "build_auth",
     "proxy_secrets",
@@ -51,6 +53,19 @@ TokenPost = Callable[[str, dict[str, str]], Answer]
 
 class CapillaryAuth(AuthBase):
     """Base of the Capillary auth objects: knows its secrets, for redaction."""
+
+    def for_request(self) -> AuthBase:
+        """The auth of one request, complete before the request is sent (no I/O while it is).
+
+        :return: this object (Basic); OAuth returns its current token (fetched now if needed).
+        """
+        return self
+
+    def invalidate(self, value: str | None) -> None:
+        """Forget a credential the service refused, if it is one that expires (OAuth tokens).
+
+        :param value: the refused credential.
+        """
 
     def secrets(self) -> tuple[str, ...]:
         """Return every credential this object holds (to redact from messages).
@@ -86,6 +101,22 @@ class CapillaryBasicAuth(CapillaryAuth):
         :return: the values.
         """
         return self._secrets
+
+
+class TokenAuth(AuthBase):
+    """Sends one given OAuth token (see :meth:`CapillaryOAuth.for_request`).
+
+    :param header: the token header.
+    :param token: the token.
+    """
+
+    def __init__(self, header: str, token: str) -> None:
+        self.header = header
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers[self.header] = self.token
+        return request
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +182,16 @@ class CapillaryOAuth(CapillaryAuth):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers[self.token_header] = self.token()
         return request
+
+    def for_request(self) -> TokenAuth:
+        """The current token as the auth of one request (fetched now, not while the request is
+        being sent: a token request nested in an upload could wait for a rate-limit slot that the
+        upload itself holds).
+
+        :return: the token's auth.
+        :raises CapillaryAuthError: see :meth:`token`.
+        """
+        return TokenAuth(self.token_header, self.token())
 
     def token(self) -> str:
         """Return a valid access token, fetching one if none is cached or it is about to expire.
@@ -248,11 +289,14 @@ def _ttl(data: dict[str, Any]) -> float:
     return float(ttl)
 
 
-def build_auth(config: CapillaryConnectionConfig, session: requests.Session) -> CapillaryAuth:
+def build_auth(
+    config: CapillaryConnectionConfig, session: requests.Session, limiter: RateLimiter | None = None
+) -> CapillaryAuth:
     """The auth object of a connection: Basic, or OAuth whose token request goes through ``session``.
 
     :param config: the resolved connection.
     :param session: the hook's session (the token request shares its pool, TLS and proxies).
+    :param limiter: the hook's rate limiter (token requests count against the API key's limit).
     :return: the auth object.
     """
     if config.auth_type != "oauth":
@@ -260,7 +304,7 @@ def build_auth(config: CapillaryConnectionConfig, session: requests.Session) -> 
 
     def post_token(url: str, payload: dict[str, str]) -> Answer:
         return exchange(
-            session, config.timeout, "POST", url, auth=None, follow_redirects=False,
+            session, config.timeout, "POST", url, auth=None, limiter=limiter, follow_redirects=False,
             json=payload, headers=_JSON_HEADERS,
         )  # fmt: skip
 

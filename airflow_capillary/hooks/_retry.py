@@ -35,7 +35,11 @@ __all__ = [
     "is_retryable",
     "is_service_failure",
     "parse_retry_after",
+    "rate_limit_pause",
 ]
+
+#: Pause for a 429 that does not say ``Retry-After`` (seconds).
+RATE_LIMIT_PAUSE = 1.0
 
 #: Statuses always retried.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -77,6 +81,20 @@ class ServiceFailure(Exception):
         :return: seconds, or ``None`` if it did not say (or said nonsense).
         """
         return parse_retry_after(self.retry_after_header, now=now)
+
+
+def rate_limit_pause(status: int, retry_after: str | None) -> float | None:
+    """Tell whether an answer is a rate limit, and how long the pool should pause for it.
+
+    :param status: the HTTP status.
+    :param retry_after: the ``Retry-After`` header, if any.
+    :return: seconds for a 429 (``Retry-After``, else 1 s) and for a 503 that says
+        ``Retry-After``; ``None`` for anything else.
+    """
+    seconds = parse_retry_after(retry_after)
+    if status == 429:
+        return RATE_LIMIT_PAUSE if seconds is None else seconds
+    return seconds if status == 503 else None
 
 
 def is_service_failure(status: int) -> bool:

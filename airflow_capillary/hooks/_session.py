@@ -22,6 +22,8 @@ from airflow_capillary import __version__
 from airflow_capillary.hooks._answer import MAX_ANSWER_BYTES, Answer
 from airflow_capillary.hooks._config import CapillaryConnectionConfig
 from airflow_capillary.hooks._deadline import DeadlineAdapter, attempt_deadline, attempt_seconds
+from airflow_capillary.hooks._rate_limit import RateLimiter
+from airflow_capillary.hooks._retry import rate_limit_pause
 
 __all__ = ["USER_AGENT", "CapillarySession", "build_session", "exchange", "same_origin"]
 
@@ -159,6 +161,7 @@ def exchange(
     url: str,
     *,
     auth: AuthBase | None,
+    limiter: RateLimiter | None = None,
     follow_redirects: bool = True,
     limit: int = MAX_ANSWER_BYTES,
     **kwargs: Any,
@@ -168,19 +171,52 @@ def exchange(
     Connecting, sending and receiving the whole answer must end within the larger timeout plus
     :data:`~airflow_capillary.hooks._deadline.ATTEMPT_MARGIN`; at most ``limit`` bytes of the
     answer are read. Redirects are followed within the origin only, and not at all without
-    ``follow_redirects``.
+    ``follow_redirects``. With a ``limiter``, the request waits for its turn, and a rate limit
+    (429, or 503 with ``Retry-After``) that the limiter absorbs pauses every thread of the hook
+    and sends the request again (the body from its start): it costs no retry.
 
     :param session: the hook's session.
     :param timeout: ``(connect, read)`` seconds.
     :param method: the HTTP method.
     :param url: the URL.
     :param auth: the auth object, or ``None``.
+    :param limiter: the hook's rate limiter, or ``None``.
     :param follow_redirects: follow same-origin redirects.
     :param limit: most bytes of the answer to read.
     :param kwargs: more arguments of :meth:`requests.Session.request` (``data``, ``json``, ``headers``).
-    :return: the answer.
+    :return: the answer (a rate limit too, once the limiter no longer absorbs them).
     :raises requests.RequestException: no answer (``requests.Timeout`` once the deadline passed).
     """
+    while True:
+        if limiter is None:
+            return _send(session, timeout, method, url, auth, follow_redirects, limit, kwargs)
+        limiter.acquire()
+        try:
+            answer = _send(session, timeout, method, url, auth, follow_redirects, limit, kwargs)
+        except BaseException:
+            limiter.release()
+            raise
+        pause = rate_limit_pause(answer.status_code, answer.headers.get("Retry-After"))
+        if pause is None:
+            limiter.success()
+            return answer
+        if not limiter.pause(pause):
+            return answer  # the batch's rate-limit budget is spent: an ordinary failure now
+        seek = getattr(kwargs.get("data"), "seek", None)
+        if seek is not None:  # the body again from its start (an upload body reopens its source)
+            seek(0)
+
+
+def _send(
+    session: requests.Session,
+    timeout: tuple[float, float],
+    method: str,
+    url: str,
+    auth: AuthBase | None,
+    follow_redirects: bool,
+    limit: int,
+    kwargs: dict[str, Any],
+) -> Answer:
     with attempt_deadline(attempt_seconds(timeout)) as deadline:
         try:
             response = session.request(

@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 from airflow.sdk import BaseHook
+from requests.auth import AuthBase
 from tenacity import RetryCallState
 
 from airflow_capillary import _validation as v
@@ -32,11 +33,12 @@ from airflow_capillary.hooks._answer import (
     probe_failure,
     probe_verdict,
 )
-from airflow_capillary.hooks._auth import CapillaryAuth, CapillaryOAuth
+from airflow_capillary.hooks._auth import CapillaryAuth, TokenAuth
 from airflow_capillary.hooks._body import UploadBody, upload_body
 from airflow_capillary.hooks._client import Client, build_client
 from airflow_capillary.hooks._config import DEFAULTS, SETTINGS, CapillaryConnectionConfig
 from airflow_capillary.hooks._form import connection_form_widgets, ui_field_behaviour
+from airflow_capillary.hooks._rate_limit import RateLimitStats
 from airflow_capillary.hooks._retry import ServiceFailure, build_retrying
 from airflow_capillary.hooks._session import exchange
 from airflow_capillary.hooks._upload_source import (
@@ -45,6 +47,7 @@ from airflow_capillary.hooks._upload_source import (
     prepare_placeholder,
     prepare_upload,
 )
+from airflow_capillary.lineage import report_upload
 from airflow_capillary.models import UploadedFile
 
 __all__ = ["CapillaryFileHook", "PreparedUpload"]
@@ -55,18 +58,15 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 class CapillaryFileHook(BaseHook):
     """Talks to Capillary's file service through a ``capillary`` connection.
 
-    The connection holds the facts about the service; the task's policy comes as arguments, whose
-    defaults are those of :data:`airflow_capillary.settings.TABLE` (``None``: the connection's
-    extra, else the table's default). No I/O happens in ``__init__``; the connection is read on
-    first use.
+    The connection holds facts about the service, the arguments the task's policy (defaults: the
+    table :data:`airflow_capillary.settings.TABLE`). No I/O in ``__init__``; the connection is read
+    on first use.
 
     :param capillary_conn_id: the Airflow connection id.
     :param namespace: default namespace (overrides the ``namespace`` extra).
-    :param timeout: seconds, or a ``(connect, read)`` pair (overrides the ``timeout`` extra). It
-        bounds each request as a whole: connecting (within ``connect``), sending the file and
-        receiving the whole answer must end within the larger of the two plus 1 s, however
-        slowly a server sends; each wait for data is also bounded by ``read``. Raise it for
-        large files over slow links.
+    :param timeout: seconds, or ``(connect, read)`` (overrides the extra). Connecting (within
+        ``connect``), sending the file and receiving the whole answer end within the larger plus
+        1 s, however slowly a server sends. Raise it for large files over slow links.
     :param rate_limit_per_minute: the API key's limit (overrides the extra; ``None``: none).
     :param max_retries: retries after the first attempt.
     :param retry_min_wait: first backoff wait in seconds; it doubles each retry, with jitter.
@@ -78,7 +78,8 @@ class CapillaryFileHook(BaseHook):
     :param check_content: the magic bytes must agree with the file extension.
     :param allow_empty: accept 0-byte files.
     :param max_file_size: refuse larger files (bytes) before sending them; ``None``: no limit.
-    :param max_connections: size of the HTTP connection pool.
+    :param max_connections: size of the HTTP connection pool (and the most requests in flight).
+    :param max_rate_limit_wait: seconds of pauses on 429s before one counts as a failure.
     :param unknown: refused: a setting that is not a hook argument (a fact of the connection, say).
     :raises CapillaryConfigError: an argument has an unknown name.
     """
@@ -88,8 +89,9 @@ class CapillaryFileHook(BaseHook):
     conn_type = "capillary"
     hook_name = "Capillary File Service"
 
-    #: Called to wait between attempts (replaced in tests).
+    #: Waits between attempts and for the rate limiter, on the monotonic clock (tests replace both).
     _sleep: Callable[[float], None] = staticmethod(time.sleep)
+    _clock: Callable[[], float] = staticmethod(time.monotonic)
     #: The current time, for ``Retry-After`` dates (replaced in tests).
     _now: Callable[[], datetime] = staticmethod(lambda: datetime.now(timezone.utc))
 
@@ -110,6 +112,7 @@ class CapillaryFileHook(BaseHook):
         allow_empty: bool | None = DEFAULTS["allow_empty"],
         max_file_size: int | None = DEFAULTS["max_file_size"],
         max_connections: int | None = DEFAULTS["max_connections"],
+        max_rate_limit_wait: float | None = DEFAULTS["max_rate_limit_wait"],
         **unknown: Any,
     ) -> None:
         # Every keyword but the connection id is a setting: resolved, validated and coerced with
@@ -131,10 +134,7 @@ class CapillaryFileHook(BaseHook):
 
     @property
     def config(self) -> CapillaryConnectionConfig:
-        """The resolved connection and task policy (read once).
-
-        :raises CapillaryConfigError: the connection is not defined, or a field is missing or wrong.
-        """
+        """The resolved connection and task policy (read once; :class:`CapillaryConfigError` if wrong)."""
         return self._ensure_client().config
 
     @property
@@ -147,6 +147,11 @@ class CapillaryFileHook(BaseHook):
         """The hook's one auth object (Basic header, or the shared OAuth token cache)."""
         return self._ensure_client().auth
 
+    @property
+    def rate_limit_stats(self) -> RateLimitStats:
+        """What the rate limiter did so far: 429s absorbed, time paused and waited, current rate."""
+        return self._ensure_client().limiter.stats
+
     def _ensure_client(self) -> Client:
         """Build the configuration, session and auth object once (under the lock), then reuse them."""
         client = self._client
@@ -154,7 +159,10 @@ class CapillaryFileHook(BaseHook):
             return client
         with self._lock:
             if self._client is None:
-                self._client = build_client(self.get_connection, self.capillary_conn_id, self._overrides)
+                self._client = build_client(
+                    self.get_connection, self.capillary_conn_id, self._overrides,
+                    clock=lambda: self._clock(), sleep=lambda seconds: self._sleep(seconds),
+                )  # fmt: skip
             return self._client
 
     @classmethod
@@ -174,10 +182,7 @@ class CapillaryFileHook(BaseHook):
         return ui_field_behaviour()
 
     def get_conn(self) -> requests.Session:
-        """Return the hook's session (Airflow's generic hook interface).
-
-        :return: the session.
-        """
+        """Return the hook's session (Airflow's generic hook interface)."""
         return self.session
 
     # -- public API --------------------------------------------------------------------------
@@ -192,9 +197,8 @@ class CapillaryFileHook(BaseHook):
     ) -> PreparedUpload:
         """Validate an upload without any network call.
 
-        Checks the namespace, the source (exists, regular, readable), the file name (a plain
-        image file name), the size (``allow_empty``, ``max_file_size``) and, unless
-        ``check_content`` is off, that the magic bytes agree with the extension.
+        Checks the namespace, the source (exists, regular, readable), the file name, the size
+        (``allow_empty``, ``max_file_size``) and the magic bytes (``check_content``).
 
         :param source: a local path, ``ObjectStoragePath``, bytes or binary file object.
         :param file_name: the name in Capillary (default: the source's base name; required
@@ -265,6 +269,7 @@ class CapillaryFileHook(BaseHook):
                 result.name,
                 result.secure_url_refused,
             )
+        report_upload(self, prepared, result, base_url=cfg.base_url)
         return result
 
     def upload_file(
@@ -317,11 +322,11 @@ class CapillaryFileHook(BaseHook):
             client = self._ensure_client()
             cfg = client.config
             url = cfg.url(cfg.test_path or v.upload_path(cfg.namespace, "").rstrip("/"))
-            if isinstance(client.auth, CapillaryOAuth):
-                client.auth.token()
+            auth = client.auth.for_request()  # OAuth: a token is generated
             answer = exchange(
-                client.session, cfg.timeout, "GET", url, auth=client.auth, follow_redirects=False, limit=0
-            )
+                client.session, cfg.timeout, "GET", url, auth=auth, limiter=client.limiter,
+                follow_redirects=False, limit=0,
+            )  # fmt: skip
             return probe_verdict(url, cfg.auth_type, answer.status_code)
         except Exception as exc:
             base_url = self._client.config.base_url if self._client is not None else self.capillary_conn_id
@@ -338,12 +343,11 @@ class CapillaryFileHook(BaseHook):
 
     def _upload_once(self, client: Client, prepared: PreparedUpload) -> UploadedFile:
         """Send the upload once and judge the answer; an OAuth 401 gets one resend with a new token."""
-        token = client.auth.token() if isinstance(client.auth, CapillaryOAuth) else None
-        answer, body = self._post_upload(client, prepared)
-        if answer.status_code == 401 and isinstance(client.auth, CapillaryOAuth):
-            client.auth.invalidate(token)  # revoked before its end: fetch another, send once more
-            client.auth.token()
-            answer, body = self._post_upload(client, prepared)
+        auth = client.auth.for_request()  # an OAuth token is fetched now, before the upload's turn
+        answer, body = self._post_upload(client, prepared, auth)
+        if answer.status_code == 401 and isinstance(auth, TokenAuth):
+            client.auth.invalidate(auth.token)  # revoked before its end: fetch another, send once more
+            answer, body = self._post_upload(client, prepared, client.auth.for_request())
         if not 200 <= answer.status_code < 300:
             raise failure(answer, conn_id=client.config.conn_id, secrets=self._secrets(client))
         return check_upload_answer(
@@ -357,21 +361,18 @@ class CapillaryFileHook(BaseHook):
             secrets=self._secrets(client),
         )
 
-    def _post_upload(self, client: Client, prepared: PreparedUpload) -> tuple[Answer, UploadBody | None]:
+    def _post_upload(
+        self, client: Client, prepared: PreparedUpload, auth: AuthBase
+    ) -> tuple[Answer, UploadBody | None]:
         """POST a new body (``None`` for a placeholder) and read the answer."""
         cfg = client.config
         body, headers = upload_body(prepared, encoding=cfg.upload_encoding, field=cfg.file_field)
         data = body if body is not None and len(body) else b""  # b"": Content-Length 0, not chunked
         try:
             answer = exchange(
-                client.session,
-                cfg.timeout,
-                "POST",
-                prepared.url,
-                auth=client.auth,
-                data=data,
-                headers=headers,
-            )
+                client.session, cfg.timeout, "POST", prepared.url, auth=auth, limiter=client.limiter,
+                data=data, headers=headers,
+            )  # fmt: skip
         finally:
             if body is not None:
                 body.close()

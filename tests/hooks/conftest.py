@@ -27,6 +27,25 @@ def conn_json(*, host: str = BASE, login: str = "till.user", password: str = PAS
     return json.dumps(conn)
 
 
+class FakeClock:
+    """A monotonic clock that moves only when something sleeps on it; records every sleep.
+
+    Given to a hook as ``_clock`` and ``_sleep``: its retry waits and its rate limiter's waits are
+    recorded in :attr:`sleeps` instead of slept, and the limiter sees the time they would take.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 class LogRecorder:
     """Stands in for the hook's logger: keeps every line formatted (before any masking)."""
 
@@ -57,7 +76,8 @@ def make_hook(
 
     Task policy (``max_retries=...``, see :data:`airflow_capillary.settings.TASK_SETTINGS`) goes to
     the hook as an argument, every other keyword to the connection as an extra. Waits between
-    attempts are recorded in ``hook.sleeps`` instead of slept. CA bundle
+    attempts and of the rate limiter are recorded in ``hook.sleeps`` on a :class:`FakeClock`
+    instead of slept. CA bundle
     variables of the environment are removed, so that ``verify`` shows the connection's value.
     """
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -79,9 +99,10 @@ def make_hook(
         log = LogRecorder()
         hook._log = log  # type: ignore[assignment]
         hook.lines = log.lines  # type: ignore[attr-defined]
-        sleeps: list[float] = []
-        hook._sleep = sleeps.append
-        hook.sleeps = sleeps  # type: ignore[attr-defined]
+        clock = FakeClock()
+        hook._clock = clock
+        hook._sleep = clock.sleep
+        hook.sleeps = clock.sleeps  # type: ignore[attr-defined]
         return hook, rec
 
     return _make

@@ -242,13 +242,13 @@ def test_retry_resends_the_whole_body(make_hook, tmp_path: Path):
 
 def test_retry_log_lines(make_hook):
     script = [
-        Reply(503, {"message": "busy"}, headers={"Retry-After": "3"}),
+        Reply(502, {"message": "busy"}, headers={"Retry-After": "3"}),
         requests.ConnectionError("reset"),
     ]
     hook, _ = make_hook([*script, echo_upload])
     hook.upload_file(PNG, file_name="test.png")
     assert hook.lines[:2] == [
-        f"attempt 1 of 6 failed: {WHAT}: HTTP 503, Capillary said: busy, retrying in 3.0s",
+        f"attempt 1 of 6 failed: {WHAT}: HTTP 502, Capillary said: busy, retrying in 3.0s",
         f"attempt 2 of 6 failed: {WHAT}: ConnectionError: reset, retrying in {hook.sleeps[1]:.1f}s",
     ]
     assert hook.lines[2].startswith("uploaded test.png to namespace rewards as version 1 (51 bytes, sha256 ")
@@ -260,7 +260,7 @@ def test_retry_log_lines(make_hook):
     ids=["seconds", "zero", "capped"],
 )
 def test_retry_after_seconds(make_hook, retry_after, expected):
-    hook, _ = make_hook([Reply(429, headers={"Retry-After": retry_after}), echo_upload])
+    hook, _ = make_hook([Reply(502, headers={"Retry-After": retry_after}), echo_upload])
     hook.upload_file(PNG, file_name="test.png")
     assert hook.sleeps == [expected]
 
@@ -269,7 +269,7 @@ def test_retry_after_http_date(make_hook):
     """The date is read against the hook's clock (injected: no race with the wall clock)."""
     now = datetime(2024, 5, 8, 3, 40, 59, tzinfo=timezone.utc)
     when = format_datetime(now + timedelta(seconds=30), usegmt=True)
-    hook, _ = make_hook([Reply(503, headers={"Retry-After": when}), echo_upload])
+    hook, _ = make_hook([Reply(502, headers={"Retry-After": when}), echo_upload])
     hook._now = lambda: now
     hook.upload_file(PNG, file_name="test.png")
     assert hook.sleeps == [30.0]
@@ -277,7 +277,7 @@ def test_retry_after_http_date(make_hook):
 
 def test_retry_after_cap_is_configurable(make_hook):
     hook, _ = make_hook(
-        [Reply(503, headers={"Retry-After": "600"}), echo_upload], hook_kwargs={"retry_after_max": 5}
+        [Reply(502, headers={"Retry-After": "600"}), echo_upload], hook_kwargs={"retry_after_max": 5}
     )
     hook.upload_file(PNG, file_name="test.png")
     assert hook.sleeps == [5.0]

@@ -27,7 +27,7 @@ from airflow_capillary.exceptions import (
     CapillaryServiceUnavailableError,
 )
 from airflow_capillary.hooks.file_service import CapillaryFileHook
-from tests.hooks.conftest import TASK_SETTINGS, LogRecorder
+from tests.hooks.conftest import TASK_SETTINGS, FakeClock, LogRecorder
 from tests.hooks.recorder import PNG, upload_answer
 from tests.hostile import Answer, HostileServer, Huge, Redirect, Trickle, nested_json
 
@@ -66,7 +66,8 @@ def hook_on(set_conn: Callable[..., None]) -> Callable[..., CapillaryFileHook]:
         log = LogRecorder()
         hook._log = log  # type: ignore[assignment]
         hook.lines = log.lines  # type: ignore[attr-defined]
-        hook._sleep = lambda seconds: None
+        clock = FakeClock()  # retry and rate-limit waits are recorded, not slept
+        hook._clock, hook._sleep = clock, clock.sleep
         return hook
 
     return make

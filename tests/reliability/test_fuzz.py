@@ -30,6 +30,7 @@ from airflow_capillary.exceptions import CapillaryError, CapillaryInvalidInputEr
 from airflow_capillary.hooks._retry import is_retryable, parse_retry_after
 from airflow_capillary.hooks.file_service import CapillaryFileHook, PreparedUpload
 from airflow_capillary.models import UploadedFile
+from tests.hooks.conftest import FakeClock
 from tests.operators.images import png_bytes
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,7 +89,8 @@ def make_hook(auth_type: str = "basic", **extra: Any) -> CapillaryFileHook:
         extra=json.dumps({"auth_type": auth_type, **extra}),
     )
     hook.get_connection = lambda conn_id: connection  # type: ignore[method-assign]
-    hook._sleep = lambda seconds: None
+    clock = FakeClock()  # retry and rate-limit waits move a fake clock instead of sleeping
+    hook._clock, hook._sleep = clock, clock.sleep
     return hook
 
 
