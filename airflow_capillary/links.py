@@ -16,6 +16,8 @@ from airflow.sdk import BaseOperatorLink
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
+__all__ = ["LINK_ATTRIBUTE", "CapillaryImageLink"]
+
 #: Attribute the operator sets during ``execute`` to the URL of the uploaded image.
 LINK_ATTRIBUTE = "capillary_image_url"
 
