@@ -84,7 +84,7 @@ class ReadingPath:
 _UPLOAD = "one upload (UploadImageOperator.execute to the HTTP request and the answer check)"
 _SENSOR = "one sensor check (CapillaryFileSensor.execute/poke to the storage request and the verdict)"
 
-#: Helpers met on both revisions' upload path.
+#: Helpers met on both revisions' upload path (``_AUTH``: before the redesign).
 _POOL = Step(
     "airflow_capillary/operators/_pool.py",
     ("BoundedPool.map",),
@@ -226,7 +226,8 @@ READING_PATHS: dict[str, tuple[ReadingPath, ...]] = {
                 Step(
                     "airflow_capillary/hooks/_session.py",
                     ("exchange",),
-                    "the one request function: the deadline, redirects within the origin, the bounded read",
+                    "the one request function: the rate limiter's turn, the deadline, redirects within the "
+                    "origin, the bounded read",
                 ),
                 Step(
                     "airflow_capillary/hooks/_answer.py",
@@ -236,12 +237,24 @@ READING_PATHS: dict[str, tuple[ReadingPath, ...]] = {
                 _POOL,
                 _RETRY,
                 Step(
+                    "airflow_capillary/hooks/_rate_limit.py",
+                    ("RateLimiter.acquire", "RateLimiter.success", "RateLimiter.pause"),
+                    "the hook's rate limiter: a turn before each request, a pause on a 429",
+                    chain=False,
+                ),
+                Step(
                     "airflow_capillary/hooks/_deadline.py",
                     ("attempt_deadline",),
                     "the watchdog that ends an attempt at its deadline",
                     chain=False,
                 ),
-                _AUTH,
+                Step(
+                    "airflow_capillary/hooks/_auth.py",
+                    ("CapillaryAuth.for_request", "CapillaryOAuth.for_request", "TokenAuth.__call__"),
+                    "the credentials of one attempt (an OAuth token is fetched before the request takes "
+                    "its turn)",
+                    chain=False,
+                ),
                 _RECORD,
             ),
             "Validation before the upload (operators/_expand.py, hooks/_upload_source.py, "
