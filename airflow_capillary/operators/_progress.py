@@ -62,6 +62,9 @@ class UploadProgress:
     :param unchanged: with a sync manifest, the number of files skipped as unchanged: the lines
         then count new and changed uploads and the unchanged files ("12 uploaded (3 new,
         9 changed), 4,988 unchanged"); ``None`` without a manifest.
+    :param rate_limit: returns the hook's rate-limit stats (``RateLimitStats``, or None): once the
+        limit showed (a 429, a pause, or a configured rate), each progress line and the summary
+        are followed by a line with the 429s, the time waited on the limit and the current rate.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class UploadProgress:
         log: InfoLogger,
         clock: Callable[[], float] = time.monotonic,
         unchanged: int | None = None,
+        rate_limit: Callable[[], Any] | None = None,
     ) -> None:
         self.total_files = total_files
         self.total_bytes = total_bytes
@@ -83,6 +87,7 @@ class UploadProgress:
         self._started = clock()
         self._last_line = self._started
         self.unchanged = unchanged
+        self._rate_limit = rate_limit
         self.done = 0
         self.failed = 0
         self.bytes_done = 0
@@ -135,17 +140,32 @@ class UploadProgress:
                 format_bytes(byte_rate),
                 eta,
             )
+        else:
+            self.log.info(
+                "Progress: %d/%d files (%d failed), %s of %s, %.1f files/s, %s/s, ETA %s",
+                done,
+                self.total_files,
+                failed,
+                format_bytes(bytes_done),
+                format_bytes(self.total_bytes),
+                rate,
+                format_bytes(byte_rate),
+                eta,
+            )
+        self._log_rate_limit()
+
+    def _log_rate_limit(self) -> None:
+        """Log the rate limit's line once the limit showed (see the ``rate_limit`` parameter)."""
+        stats = self._rate_limit() if self._rate_limit is not None else None
+        if stats is None or not (stats.rate_limited or stats.paused_seconds or stats.rate_per_minute):
             return
         self.log.info(
-            "Progress: %d/%d files (%d failed), %s of %s, %.1f files/s, %s/s, ETA %s",
-            done,
-            self.total_files,
-            failed,
-            format_bytes(bytes_done),
-            format_bytes(self.total_bytes),
-            rate,
-            format_bytes(byte_rate),
-            eta,
+            "Rate limit: %s answers of 429 (or 503 with Retry-After), %s paused, %s waited in all, "
+            "rate now %s",
+            f"{stats.rate_limited:,}",
+            format_duration(stats.paused_seconds),
+            format_duration(stats.waited_seconds),
+            "unpaced" if stats.rate_per_minute is None else f"{stats.rate_per_minute:.1f}/min",
         )
 
     def summary(self) -> None:
@@ -162,14 +182,15 @@ class UploadProgress:
                 uploaded / elapsed,
                 format_bytes(self.bytes_done / elapsed),
             )
-            return
-        self.log.info(
-            "Uploaded %d of %d files (%s) in %s, %.1f files/s, %s/s; %d failed",
-            self.done - self.failed,
-            self.total_files,
-            format_bytes(self.bytes_done),
-            format_duration(elapsed),
-            (self.done - self.failed) / elapsed,
-            format_bytes(self.bytes_done / elapsed),
-            self.failed,
-        )
+        else:
+            self.log.info(
+                "Uploaded %d of %d files (%s) in %s, %.1f files/s, %s/s; %d failed",
+                self.done - self.failed,
+                self.total_files,
+                format_bytes(self.bytes_done),
+                format_duration(elapsed),
+                (self.done - self.failed) / elapsed,
+                format_bytes(self.bytes_done / elapsed),
+                self.failed,
+            )
+        self._log_rate_limit()

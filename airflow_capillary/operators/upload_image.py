@@ -346,8 +346,7 @@ class UploadImageOperator(BaseOperator):
         uploaded: dict[int, dict[str, Any]],
         manifest: Manifest | None,
     ) -> list[tuple[int, BaseException | None]]:
-        """Upload every file that is not unchanged, adding each record to ``uploaded`` (and the
-        manifest) as it arrives; return ``(file index, error)`` of the failed ones."""
+        """Upload the files not unchanged into ``uploaded`` (and the manifest); return the failures."""
         hook = self.hook
         todo = [index for index, action in enumerate(actions) if action != "unchanged"]
         batch = len(files) > 1
@@ -357,6 +356,7 @@ class UploadImageOperator(BaseOperator):
             interval=self.progress_interval if batch else 0,
             log=self.log,
             unchanged=None if manifest is None else len(files) - len(todo),
+            rate_limit=lambda: getattr(self.hook, "rate_limit_stats", None),
         )
         if batch and todo:
             self.log.info(
