@@ -79,6 +79,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second")
     parser.add_argument("--raw", action="store_true", help="keep py-spy's raw stacks beside the summaries")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="folder of the summaries")
+    parser.add_argument("--revision", help="the revision profiled, as recorded (default: this checkout's)")
     parser.add_argument("--clients", default="operator,session_pool", help="clients profiled with py-spy")
     parser.add_argument(
         "--cprofile-clients", default="hook_serial,session_loop", help="serial clients profiled with cProfile"
@@ -244,7 +245,8 @@ def profile_client(kind: str, args: argparse.Namespace, workdir: Path) -> Path:
         f"--latency {args.latency:g} --rate {args.rate}"
     )
     measured = (
-        f"Measured under py-spy at {args.rate} samples/s: {count} uploads in {elapsed:.1f} s "
+        f"Revision {args.revision}. Measured under py-spy at {args.rate} samples/s: {count} uploads in "
+        f"{elapsed:.1f} s "
         f"({count / elapsed:.1f} files/s), {1000 * cpu / count:.2f} ms of client CPU per upload (the "
         f"sampling itself slows the client). Command: `{command_line}`.\n"
     )
@@ -297,7 +299,8 @@ def cprofile_client(kind: str, args: argparse.Namespace, workdir: Path) -> tuple
     lines = [
         f"# cProfile: {kind}, {count} uploads of about 50 KB one after another, plain HTTP, no latency",
         "",
-        f"{count} uploads after {len(warmup)} warm-up uploads, in {result['elapsed']:.1f} s under cProfile "
+        f"Revision {args.revision}. {count} uploads after {len(warmup)} warm-up uploads, in "
+        f"{result['elapsed']:.1f} s under cProfile "
         f"({1000 * result['cpu'] / count:.2f} ms of CPU per upload, profiler included; "
         f"{1e6 * total / count:.0f} µs of profiled CPU time per upload). Command: "
         f"`{Path(sys.executable).name} benchmarks/profile.py --files {args.files} --clients '' "
@@ -344,7 +347,8 @@ def compare_profiles(
     lines = [
         f"# cProfile: the hook's serial loop against a bare `requests.Session` loop, {args.files} files",
         "",
-        f"Profiled CPU per upload: hook {1e6 * hook_total:.0f} µs, bare loop {1e6 * bare_total:.0f} µs "
+        f"Revision {args.revision}. Profiled CPU per upload: hook {1e6 * hook_total:.0f} µs, bare loop "
+        f"{1e6 * bare_total:.0f} µs "
         f"({hook_total / bare_total:.2f}x; the profiler inflates both, call-heavy code most). Functions by "
         "the self time the hook spends beyond the bare loop, per upload:",
         "",
@@ -384,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     :return: 0.
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.revision:
+        from benchmarks.run import revision
+
+        args.revision = revision()
     args.output.mkdir(parents=True, exist_ok=True)
     with workspace("profile") as workdir:
         write_images(workdir / "images", args.files, 50_000)
