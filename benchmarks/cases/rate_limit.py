@@ -95,7 +95,9 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
             paths = [str(p) for p in write_images(folder, images, int(size["image_bytes"]))]
             for _ in range(repeats):
                 for variant in size["variants"]:
-                    extras = {"rate_limit_per_minute": rate * 60} if variant == "configured" else {}
+                    extras: dict[str, Any] = {}
+                    if variant == "configured":
+                        extras["rate_limit_per_minute"] = rate * 60
                     env = {"AIRFLOW_CONN_CAPILLARY_DEFAULT": emu.connection_json("basic", **extras)}
                     emu.configure(rate_limit=rate)  # also refills the bucket left by the last run
                     emu.reset()
