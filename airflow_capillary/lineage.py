@@ -25,6 +25,7 @@ and ``pip install "airflow-provider-capillary[openlineage]"`` adds it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
     from airflow_capillary.hooks.file_service import PreparedUpload
     from airflow_capillary.models import UploadedFile
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SCHEME",
@@ -185,15 +188,18 @@ def report_upload(context: Any, prepared: PreparedUpload, result: UploadedFile, 
     :param result: what Capillary stored.
     :param base_url: the connection's cluster URL.
     """
-    collector = hook_lineage_collector()
-    label = prepared.source_label
-    if not prepared.placeholder and not label.startswith("<") and "://" not in label:
-        collector.add_input_asset(context=context, uri=Path(os.path.abspath(label)).as_uri())
-    collector.add_output_asset(
-        context=context,
-        uri=capillary_uri(base_url, result.namespace, result.name),
-        asset_extra={"file_handle": result.file_handle, "version": result.version},
-    )
+    try:
+        collector = hook_lineage_collector()
+        label = prepared.source_label
+        if not prepared.placeholder and not label.startswith("<") and "://" not in label:
+            collector.add_input_asset(context=context, uri=Path(os.path.abspath(label)).as_uri())
+        collector.add_output_asset(
+            context=context,
+            uri=capillary_uri(base_url, result.namespace, result.name),
+            asset_extra={"file_handle": result.file_handle, "version": result.version},
+        )
+    except Exception:  # lineage is best effort: a stored upload must not become a failed file
+        log.warning("Hook lineage of %s/%s was not reported", result.namespace, result.name, exc_info=True)
 
 
 def operator_lineage(records: Iterable[Mapping[str, Any]], *, base_url: str) -> OperatorLineage:
