@@ -541,7 +541,9 @@ def run_child(
     command = [sys.executable, "-m", "benchmarks.client", kind, json.dumps(dict(params))]
     completed = subprocess.run(
         command,
-        cwd=REPO_ROOT,
+        # ``python -m`` puts its working directory first on the import path: with another provider,
+        # that directory (holding only ``airflow_capillary``), so that this tree's does not win.
+        cwd=provider if provider is not None else REPO_ROOT,
         env=child_env(env, first=[str(provider)] if provider is not None else []),
         capture_output=True,
         text=True,

@@ -313,6 +313,16 @@ def test_main_refuses_unknown_case():
         bench_run.main(["--cases", "99"])
 
 
+def test_run_child_imports_the_provider_it_is_given(tmp_path):
+    # A provider that cannot be imported, in place of this tree's: the child must meet it.
+    (tmp_path / "airflow_capillary").mkdir()
+    (tmp_path / "airflow_capillary" / "__init__.py").write_text('raise ImportError("the other provider")\n')
+    with pytest.raises(RuntimeError, match=r"ImportError: the other provider"):
+        run_child("import_cost", {"base": ["json"], "modules": ["airflow_capillary"]}, provider=tmp_path)
+    result = run_child("import_cost", {"base": ["json"], "modules": ["airflow_capillary"]})
+    assert result["added"] >= 0
+
+
 def test_run_child_runs_a_fresh_process():
     result = run_child("import_cost", {"base": ["json"], "modules": ["airflow_capillary"]})
     assert sorted(result) == ["added", "base"]
