@@ -9,6 +9,7 @@ out. :class:`RateLimiter` keeps a batch at the service's limit instead:
   sends them (a token bucket of one token: no bursts above the rate).
 - **Shared pause.** A 429, or a 503 with ``Retry-After``, pauses *every* thread of the hook
   until ``Retry-After`` has passed: the threads that did not get the 429 would get the next ones.
+  Only a 429 slows the rate down: a 503 says the service is busy, not what the key's limit is.
 - **Configured limit** (``rate_limit_per_minute``): the pacing starts at that rate and never
   goes above it.
 - **Adaptive** (no limit configured, the default): no pacing at first, so an unlimited service
@@ -168,13 +169,15 @@ class RateLimiter:
         with self._lock:
             self._in_flight -= 1
 
-    def pause(self, retry_after: float) -> bool:
+    def pause(self, retry_after: float, *, slow_down: bool = True) -> bool:
         """The request was rate limited: pause every thread and slow down.
 
         Several threads meeting the same limit at once count as one pause (the first one
         slows the rate; the others only extend the pause if their ``Retry-After`` is later).
 
         :param retry_after: the service's ``Retry-After``, seconds (at least a short wait is made).
+        :param slow_down: also cut the rate (a 429: the key's limit). False for a 503 with
+            ``Retry-After``: the service asks for a pause, which says nothing about the limit.
         :return: True when the limiter absorbed the 429 (send the request again without spending
             a retry), False once the pauses have used up ``max_wait``.
         """
@@ -190,7 +193,7 @@ class RateLimiter:
             if until > self._paused_until:
                 self._paused += until - max(now, self._paused_until)
                 self._paused_until = until
-            if fresh:
+            if fresh and slow_down:
                 if self._rate is not None:
                     self._rate = max(MIN_RATE, self._rate * DECREASE)
                 elif self._first_admitted is not None:

@@ -200,7 +200,7 @@ def exchange(
         if pause is None:
             limiter.success()
             return answer
-        if not limiter.pause(pause):
+        if not limiter.pause(pause, slow_down=answer.status_code == 429):
             return answer  # the batch's rate-limit budget is spent: an ordinary failure now
         seek = getattr(kwargs.get("data"), "seek", None)
         if seek is not None:  # the body again from its start (an upload body reopens its source)

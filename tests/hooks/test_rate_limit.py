@@ -135,6 +135,17 @@ def test_the_first_rate_counts_from_the_first_success() -> None:
     assert rl.stats.rate_per_minute == pytest.approx(0.9 * 4 / 2.0 * 60)
 
 
+def test_a_503_with_retry_after_pauses_without_slowing_down() -> None:
+    """A busy service asks for a pause; only a 429 says something about the key's limit."""
+    clock = Clock()
+    rl = limiter(clock, 600, max_slots=4)
+    rl.acquire()
+    assert rl.pause(2.0, slow_down=False) is True
+    assert rl.stats.rate_per_minute == pytest.approx(600.0)
+    assert rl.acquire() == pytest.approx(2.0)
+    assert rl.stats.rate_limited == 1
+
+
 def test_429s_of_one_episode_cut_the_rate_once() -> None:
     """Several threads meeting the same limit slow the pool down once, not once each."""
     clock = Clock()
