@@ -191,7 +191,7 @@ def test_500_is_not_retried_by_default(capillary_emulator, hook_for):
 
 def test_persistent_503_gives_up(capillary_emulator, hook_for):
     hook = hook_for(capillary_emulator, hook_kwargs={"max_retries": 2, **FAST})
-    capillary_emulator.push_fault(Fault(status=503, times=None))
+    capillary_emulator.push_fault(Fault(status=503, headers={}, times=None))  # no Retry-After: not a pause
     with pytest.raises(CapillaryServiceUnavailableError, match=r"HTTP 503.*\(after 3 attempts\)$"):
         hook.upload_file(PNG, file_name="x.png")
     assert len([r for r in capillary_emulator.requests() if r["path"].endswith("/x.png")]) == 3
