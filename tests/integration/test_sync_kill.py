@@ -64,6 +64,22 @@ def uploads(emu: CapillaryEmulator) -> list[str]:
     return [entry["path"].rsplit("/", 1)[-1] for entry in emu.requests() if entry["kind"] == "upload"]
 
 
+def settled_upload_count(emu: CapillaryEmulator) -> int:
+    """The number of upload requests once the killed task's last ones are in and answered.
+
+    Requests the task had sent before SIGKILL can reach the emulator's handler a little later on
+    a loaded machine (and those cut off by the kill are never answered): wait until no new one
+    came in across three checks half a second apart, so that none is counted as the re-run's.
+    """
+    counts: list[int] = []
+    for _ in range(120):
+        counts.append(len(uploads(emu)))
+        if len(counts) >= 3 and counts[-3:] == [counts[-1]] * 3:
+            return counts[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"the emulator's upload requests never settled: {counts[-5:]}")
+
+
 def manifest_names(manifest: Path) -> set[str]:
     return {key.split("/", 1)[1] for key in json.loads(manifest.read_text())["entries"]}
 
@@ -105,7 +121,7 @@ def test_sigkill_mid_batch_then_rerun_uploads_exactly_what_is_missing(tmp_path: 
         recorded = manifest_names(manifest)  # what the last checkpoint wrote before the kill
         assert len(recorded) % CHECKPOINT == 0  # whole checkpoints only: never half a document
         assert KILL_AFTER - CHECKPOINT - WORKERS < len(recorded) < len(NAMES)  # killed mid-batch
-        killed_run = len(uploads(emu))
+        killed_run = settled_upload_count(emu)
 
         rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
         assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
