@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import subprocess
 import sys
 import threading
@@ -198,7 +200,11 @@ def test_dag_parse_imports_nothing_heavy() -> None:
         "print(sorted(set(sys.modules) - before - {'airflow_capillary'}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == str(
+    imported = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    if "MUTANT_UNDER_TEST" in os.environ:
+        # Under make mutation, each mutated module's trampoline reads mutmut's config (tomllib).
+        imported = [name for name in imported if name.partition(".")[0] not in {"mutmut", "tomllib"}]
+    assert imported == (
         [
             "airflow_capillary._redact",
             "airflow_capillary._validation",
