@@ -82,6 +82,10 @@ _REDACT_OVERLAP = 4096
 MIN_CREDENTIAL_CHARS = 16
 
 _CHARACTER_CLASSES = (str.islower, str.isupper, str.isdigit)
+#: The same three classes for ASCII text, where each is one character range (a regex search
+#: runs in C instead of a Python call per character).
+_ASCII_CLASSES = tuple(re.compile(r) for r in ("[a-z]", "[A-Z]", "[0-9]"))
+_WHITESPACE_RE = re.compile(r"\s")
 
 
 def register_secret(value: str | None) -> None:
@@ -108,8 +112,10 @@ def looks_like_credential(value: str) -> bool:
     :param value: the candidate.
     :return: ``True`` to register it.
     """
-    if len(value) < MIN_CREDENTIAL_CHARS or not value.isprintable() or any(c.isspace() for c in value):
+    if len(value) < MIN_CREDENTIAL_CHARS or not value.isprintable() or _WHITESPACE_RE.search(value):
         return False
+    if value.isascii():
+        return sum(1 for pattern in _ASCII_CLASSES if pattern.search(value)) >= 2
     return sum(any(test(c) for c in value) for test in _CHARACTER_CLASSES) >= 2
 
 
@@ -124,6 +130,11 @@ def register_answer_secret(value: object) -> None:
 
 _registered: set[str] = set()
 _registered_lock = threading.Lock()
+#: Raw query values found not to be credentials. With :data:`_registered`, a batch's URLs (which
+#: share their session parameters) have each value examined once, not once per upload. Bounded: a
+#: hostile answer cannot grow it without limit (past the bound, values are examined each time).
+_not_credentials: set[str] = set()
+_MAX_NOT_CREDENTIALS = 4096
 
 
 def register_url_credentials(url: object) -> None:
@@ -142,10 +153,14 @@ def register_url_credentials(url: object) -> None:
         return
     for part in urlsplit(url).query.split("&"):
         key, _, raw = part.partition("=")
+        if raw in _registered or raw in _not_credentials:
+            continue
         if unquote_plus(key).lower() not in SESSION_CREDENTIAL_PARAMS:
             continue
         decoded = unquote_plus(raw)
         if not looks_like_credential(decoded):
+            if len(_not_credentials) < _MAX_NOT_CREDENTIALS:
+                _not_credentials.add(raw)
             continue
         for value in (decoded, raw):
             with _registered_lock:

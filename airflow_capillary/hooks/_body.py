@@ -121,17 +121,21 @@ class UploadBody:
             return b"".join(iter(lambda: self.read(CHUNK_BYTES), b""))
         start_content = len(self._preamble)
         end_content = start_content + self._size
-        if size == 0 or self._pos >= self._length:
-            return b""
-        if self._pos < start_content:
-            piece = self._preamble[self._pos : self._pos + size]
-        elif self._pos < end_content:
-            piece = self._read_content(min(size, end_content - self._pos))
-        else:
-            offset = self._pos - end_content
-            piece = self._epilogue[offset : offset + size]
-        self._pos += len(piece)
-        return piece
+        # Fill the block across the parts: a small image goes out in one send, framing included.
+        pieces: list[bytes] = []
+        wanted = size
+        while wanted > 0 and self._pos < self._length:
+            if self._pos < start_content:
+                piece = self._preamble[self._pos : self._pos + wanted]
+            elif self._pos < end_content:
+                piece = self._read_content(min(wanted, end_content - self._pos))
+            else:
+                offset = self._pos - end_content
+                piece = self._epilogue[offset : offset + wanted]
+            self._pos += len(piece)
+            wanted -= len(piece)
+            pieces.append(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _read_content(self, size: int) -> bytes:
         try:

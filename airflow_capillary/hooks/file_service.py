@@ -254,7 +254,9 @@ class CapillaryFileHook(BaseHook):
                 file_name=prepared.file_name,
                 namespace=prepared.namespace,
             ) from None
-        self.log.info(
+        # DEBUG: a catalogue logs its progress lines instead; one line per file through Airflow's
+        # logging stack (and its masker) would cost more CPU than the rest of the upload's bookkeeping.
+        self.log.debug(
             "uploaded %s to namespace %s as version %d (%d bytes, sha256 %s) in %.2fs",
             result.name,
             result.namespace,

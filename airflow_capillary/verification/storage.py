@@ -55,6 +55,9 @@ DEFAULT_RETRY_AFTER_MAX = 120.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_RE = re.compile(r"[\x00-\x20\x7f\\]")
 _PATTERN_RE = re.compile(r"(?:(https?)://)?(\*\.)?(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?")
+#: A URL whose authority is only a host name and a port: every parser reads the same origin from it
+#: (no user info, brackets, percent-encoding or non-ASCII can hide), so it needs no full parse.
+_PLAIN_URL_RE = re.compile(r"(?i)(https?)://([a-z0-9.-]+)(?::([0-9]{0,5}))?(?=[/?#]|\Z)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +74,16 @@ class _Origin:
 
 def _parse(url: str, *, user_info: bool = False) -> _Origin | str:
     """The origin of ``url``, or why it has none that could be checked (never quoting the URL)."""
-    import httpx
-
     if _UNSAFE_RE.search(url):
         return "a URL with spaces, control characters or backslashes"
+    plain = _PLAIN_URL_RE.match(url)
+    if plain is not None:  # the common case (an upload answer's S3 URL): no full parse per upload
+        scheme, host = plain.group(1).lower(), plain.group(2).lower().rstrip(".")
+        port = int(plain.group(3) or 0)
+        if host and port <= 65535:
+            return _Origin(scheme, host, port or _DEFAULT_PORTS[scheme])
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
