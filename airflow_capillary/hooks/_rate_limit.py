@@ -13,9 +13,12 @@ out. :class:`RateLimiter` keeps a batch at the service's limit instead:
 - **Configured limit** (``rate_limit_per_minute``): the pacing starts at that rate and never
   goes above it.
 - **Adaptive** (no limit configured, the default): no pacing at first, so an unlimited service
-  is not slowed down, but a slow start: one request in flight, one more per success, up to the
-  pool. The first 429 sets the rate to 90% of what the service admitted since its first success
-  (a 429 before any success only pauses, and the slow start begins again); each later one
+  is not slowed down, but a slow start: a quarter of the pool in flight (at least one), one
+  more per success, up to the pool. Starting at a quarter keeps the probe short for a big pool
+  (64 workers at 200 ms reach the pool in two round trips, not six), while a small one probes
+  a tight limit gently (8 workers start with 2). The first 429 sets the rate to 90% of what
+  the service admitted since its first success (a 429 before any success only pauses, and the
+  slow start begins again, from one request); each later one
   cuts the rate by 10% (multiplicative decrease); every success adds 1% of the rate set at the
   last decrease, per second at that rate (additive increase). A batch settles just below the
   service's limit without being told it. These constants come from a simulation of the
@@ -37,7 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["RateLimitStats", "RateLimiter"]
+__all__ = ["RateLimitStats", "RateLimiter", "initial_window"]
 
 #: The first 429 sets the rate to this share of what the service admitted until then.
 FIRST_DECREASE = 0.9
@@ -47,6 +50,15 @@ DECREASE = 0.9
 INCREASE = 0.01
 #: The rate never drops below this (requests per second): one request a minute.
 MIN_RATE = 1 / 60
+
+
+def initial_window(max_slots: int) -> float:
+    """The slow start's first window without a configured limit: a quarter of the pool, at least one.
+
+    :param max_slots: the pool size.
+    :return: the requests that may be in flight before the first answer.
+    """
+    return float(max(1, max_slots // 4))
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ class RateLimiter:
         self._rate = self.ceiling
         self._reference = self._rate or 0.0
         # Slow start only where nothing is known: with a configured rate the pacing is the limit.
-        self._window = float(max_slots) if self.ceiling is not None else 1.0
+        self._window = float(max_slots) if self.ceiling is not None else initial_window(max_slots)
         self._in_flight = 0
         self._next_slot = 0.0
         self._paused_until = 0.0

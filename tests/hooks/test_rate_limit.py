@@ -75,6 +75,17 @@ def test_unconfigured_sends_unpaced_after_a_slow_start() -> None:
     assert rl.stats.rate_per_minute is None
 
 
+@pytest.mark.parametrize(("slots", "window"), [(1, 1), (3, 1), (4, 1), (8, 2), (9, 2), (64, 16)])
+def test_the_slow_start_begins_at_a_quarter_of_the_pool(slots: int, window: int) -> None:
+    """Before any answer, a quarter of the pool (at least one request) may be in flight."""
+    clock = Clock()
+    rl = limiter(clock, max_slots=slots)
+    assert [rl.try_acquire() for _ in range(window)] == [0.0] * window
+    assert rl.try_acquire() == 0.005  # full: ask again shortly
+    rl.success()  # one answer: the window grows by one, and one left it
+    assert [rl.try_acquire(), rl.try_acquire()] == [0.0, 0.0] if slots > 1 else [0.0, 0.005]
+
+
 def test_a_429_pauses_every_thread_until_retry_after() -> None:
     """The pause is shared: a thread that did not get the 429 waits for it too."""
     clock = Clock()
@@ -294,7 +305,14 @@ def test_a_configured_batch_meets_no_429(files: int, limit: float) -> None:
 
 
 def test_without_a_limit_nothing_is_paced() -> None:
-    """An unlimited service: the slow start costs a few round trips, then the pool runs free."""
+    """An unlimited service: the slow start costs two round trips (2, 4, then the pool of 8)."""
     seconds, refused = simulate(800, limit=1e9, workers=8, latency=0.05)
     assert refused == 0
-    assert seconds == pytest.approx(800 / 8 * 0.05 + 3 * 0.05, abs=0.11)
+    assert seconds == pytest.approx(800 / 8 * 0.05 + 2 * 0.05)
+
+
+def test_a_big_pool_reaches_its_size_in_two_round_trips() -> None:
+    """64 workers at 200 ms: 16, 32, then 64 in flight: the ramp and the last, partial round cost 0.35 s."""
+    seconds, refused = simulate(2000, limit=1e9, workers=64, latency=0.2)
+    assert refused == 0
+    assert seconds == pytest.approx(2000 / 64 * 0.2 + 0.35)
