@@ -129,7 +129,8 @@ def validate_file_name(file_name: object) -> str:
         )
     if ".." in file_name:
         raise CapillaryInvalidInputError(f"file name {shown} contains '..'")
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in file_name):
+    printable_ascii = file_name.isascii() and file_name.isprintable()  # the common case, checked in C
+    if not printable_ascii and any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in file_name):
         raise CapillaryInvalidInputError(f"file name {shown} contains a control character")
     size = len(file_name.encode("utf-8"))
     if size > MAX_FILE_NAME_BYTES:

@@ -21,8 +21,11 @@ from hypothesis import strategies as st
 from urllib3 import HTTPConnectionPool
 
 from airflow_capillary import _redact, lineage
+from airflow_capillary._validation import validate_file_name
+from airflow_capillary.exceptions import CapillaryIntegrityError, CapillaryInvalidInputError
 from airflow_capillary.hooks._body import UploadBody, build_body
 from airflow_capillary.hooks._deadline import SEND_BLOCK_BYTES, _deadline_pool
+from airflow_capillary.models import parse_last_modified
 from airflow_capillary.verification import storage
 from airflow_capillary.verification.storage import _DEFAULT_PORTS, _Origin, _parse
 
@@ -185,3 +188,37 @@ def test_without_a_lineage_reader_an_upload_builds_no_uris(
 
 def test_the_real_no_op_collector_is_the_one_recognised() -> None:
     assert type(lineage.hook_lineage_collector()).__name__ == "NoOpCollector"
+
+
+# -- answer parsing and validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-05 10:20:30", "2024-03-05T04:50:30+00:00"),  # the documented form: the fast path
+        ("2024-3-5 10:20:30", "2024-03-05T04:50:30+00:00"),  # strptime's looser form still reads
+    ],
+)
+def test_last_modified_reads_the_same_on_both_paths(text: str, expected: str) -> None:
+    assert parse_last_modified(text, "Asia/Kolkata").isoformat() == expected
+
+
+@pytest.mark.parametrize("text", ["2024-13-05 10:20:30", "2024-02-30 10:20:30", "2024-03-05 10:20:60"])
+def test_an_impossible_last_modified_is_refused_on_the_fast_path(text: str) -> None:
+    with pytest.raises(CapillaryIntegrityError) as info:
+        parse_last_modified(text, "UTC")
+    assert (
+        info.value.message == f"Capillary's answer has last_modified {text!r}, expected 'YYYY-MM-DD HH:MM:SS'"
+    )
+
+
+@pytest.mark.parametrize("name", ["a\x07.png", "a\u2028b.png", "a\x85.png", "a\ud800.png"])
+def test_control_characters_are_refused_in_ascii_and_beyond(name: str) -> None:
+    with pytest.raises(CapillaryInvalidInputError) as info:
+        validate_file_name(name)
+    assert info.value.message == f"file name {name!r} contains a control character"
+
+
+def test_printable_names_pass_in_ascii_and_beyond() -> None:
+    assert [validate_file_name(n) for n in ("a b.png", "café ☕.png")] == ["a b.png", "café ☕.png"]
