@@ -9,8 +9,9 @@ from unittest import mock
 
 import pytest
 
-from airflow_capillary.exceptions import CapillaryError, CapillaryInvalidInputError
+from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
 from airflow_capillary.operators import upload_image
+from airflow_capillary.operators._arguments import as_bool
 from airflow_capillary.operators._pool import BoundedPool
 from airflow_capillary.operators._progress import UploadProgress
 from airflow_capillary.operators.upload_image import UploadImageOperator
@@ -156,3 +157,14 @@ def test_a_failure_before_the_uploads_saves_the_manifest_without_raising(
         op.execute(make_context())
     assert [c for c in manifest.mock_calls if c[0] == "save"] == [mock.call.save(raise_errors=False)]
     assert fake_hook.uploads == []
+
+
+def test_max_workers_up_to_the_limit_and_a_rendered_force_upload_that_is_not_text() -> None:
+    assert UploadImageOperator(task_id="up", source="/x.png", max_workers=64).max_workers == 64
+    with pytest.raises(CapillaryConfigError) as info:
+        UploadImageOperator(task_id="up", source="/x.png", max_workers=65)
+    assert str(info.value) == "max_workers must be from 1 to 64, got 65"
+    assert (as_bool("1", "force_upload"), as_bool(" Off ", "force_upload")) == (True, False)
+    with pytest.raises(CapillaryConfigError) as info:
+        as_bool(1, "force_upload")  # a native template rendered an int
+    assert str(info.value) == "force_upload must be a bool (or render to 'true' or 'false'), got 1"
