@@ -164,3 +164,31 @@ def test_client_kwargs_proxies() -> None:
     assert (pool._proxy_url.host, pool._proxy_url.port) == (b"proxy", 3128)
     assert pool._ssl_context.verify_mode == ssl.CERT_NONE
     assert mounts["https://"]._pool._proxy_url.host == b"p2"
+
+
+def test_a_round_with_no_time_left_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = Storage(monkeypatch)
+    storage.script("a.png", httpx.Response(206))
+    monkeypatch.setattr(rounds.time, "time", lambda: 1_000.0)
+    state = VerificationState([A], "size", None)
+    assert state.run_round_sync(ClientSettings(POLICY), 1, deadline=1_000.0) == [
+        "'a.png' (namespace rewards): no whole answer before the deadline; waiting"
+    ]
+    assert storage.requests == []
+
+
+def test_the_secrets_of_a_followed_redirect_are_masked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = Storage(monkeypatch)
+    target = "https://bucket.s3.amazonaws.com/rewards/100606/moved.png?X-Amz-Signature=S3C0ND5IG"
+    storage.script("hero.png", httpx.Response(307, headers={"Location": target}))
+    body = b"<Error><Code>AccessDenied</Code><Message>no S3C0ND5IG here</Message></Error>"
+    storage.script("moved.png", httpx.Response(403, content=body))
+    [file] = expected_files([make_record()], "size", POLICY)
+    state = VerificationState([file], "size", None)
+    state.run_round_sync(ClientSettings(POLICY), 1)
+    assert [str(r.url) for r in storage.requests][1] == target
+    assert state.failure is not None
+    assert state.failure.message == (
+        "'hero.png' (namespace rewards): the storage refused its secure URL (HTTP 403 AccessDenied: no *** "
+        "here); the secure URL lives one hour: re-run the upload task to get a fresh one"
+    )
