@@ -230,3 +230,20 @@ def test_the_body_sent_is_what_the_answer_is_checked_against(make_hook: MakeHook
     assert info.value.message == (
         f"{WHAT}: Capillary stored 50 bytes but 51 were sent (it kept a placeholder or truncated the data)"
     )
+
+
+def test_an_untrustworthy_answer_is_described_with_the_secrets_masked(make_hook: MakeHook) -> None:
+    body = upload_answer(status="false", message=f"echo {PASSWORD}")
+    hook, _ = make_hook([Reply(json_body=body)], hook_kwargs={"retry_integrity_errors": False})
+    with pytest.raises(CapillaryIntegrityError) as info:
+        hook.upload_file(PNG, file_name="test.png")
+    assert info.value.message == f"{WHAT}: Capillary answered status 'false', Capillary said: echo ***"
+    assert info.value.body is not None
+    assert PASSWORD not in info.value.body
+    assert '"message": "echo ***"' in info.value.body
+
+
+def test_a_placeholders_stored_size_is_not_checked(make_hook: MakeHook) -> None:
+    hook, _ = make_hook([Reply(json_body=upload_answer("later.png", 7))])
+    result = hook.create_placeholder("later.png")
+    assert (result.file_size, result.sent_size, result.sha256) == (7, 0, hashlib.sha256(b"").hexdigest())
