@@ -93,6 +93,15 @@ def test_defaults() -> None:
     assert CapillaryFileTrigger(records=[], deadline=START, max_workers=0).max_workers == 1
 
 
+def test_times_are_stored_as_floats() -> None:
+    kwargs = CapillaryFileTrigger(records=[], deadline=1_000, poll_interval=5, not_before=990).serialize()[1]
+    assert [(kwargs[k], type(kwargs[k])) for k in ("deadline", "poll_interval", "not_before")] == [
+        (1_000.0, float),
+        (5.0, float),
+        (990.0, float),
+    ]
+
+
 @pytest.mark.parametrize(("offset", "sleeps"), [(0.0, []), (0.5, [0.5])], ids=["now", "half-a-second"])
 def test_the_first_check_waits_for_any_positive_delay(
     storage: Storage, clock: FakeClock, log: pytest.LogCaptureFixture, offset: float, sleeps: list[float]
