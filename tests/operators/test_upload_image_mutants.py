@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -15,7 +16,7 @@ from airflow_capillary.operators._arguments import as_bool
 from airflow_capillary.operators._pool import BoundedPool
 from airflow_capillary.operators._progress import UploadProgress
 from airflow_capillary.operators.upload_image import UploadImageOperator
-from tests.operators.fakes import NAMES, FakeHook, make_context, messages, record
+from tests.operators.fakes import NAMES, FakeHook, make_context, messages, pushed, record
 
 
 def test_the_default_progress_interval_is_thirty_seconds() -> None:
@@ -168,3 +169,57 @@ def test_max_workers_up_to_the_limit_and_a_rendered_force_upload_that_is_not_tex
     with pytest.raises(CapillaryConfigError) as info:
         as_bool(1, "force_upload")  # a native template rendered an int
     assert str(info.value) == "force_upload must be a bool (or render to 'true' or 'false'), got 1"
+
+
+def test_the_rate_limit_line_follows_the_summary(
+    images: Path, fake_hook: FakeHook, oplog: pytest.LogCaptureFixture
+) -> None:
+    fake_hook.rate_limit_stats = SimpleNamespace(  # type: ignore[attr-defined]
+        rate_limited=3, paused_seconds=0.0, waited_seconds=4.0, rate_per_minute=None
+    )
+    UploadImageOperator(task_id="up", source=str(images), progress_interval=0).execute(make_context())
+    lines = messages(oplog)
+    assert lines[-2].startswith("Uploaded 3 of 3 files (")
+    assert lines[-1] == (
+        "Rate limit: 3 answers of 429 (or 503 with Retry-After), 0.0s paused, 4.0s waited in all, "
+        "rate now unpaced"
+    )
+
+
+def test_a_single_file_with_a_manifest_logs_the_summary(
+    images: Path, fake_hook: FakeHook, mocker: Any, oplog: pytest.LogCaptureFixture
+) -> None:
+    op, _, _ = manifest_operator(images, mocker)
+    op.execute(make_context())
+    assert messages(oplog)[-2].startswith("1 uploaded (1 new, 0 changed), 0 unchanged, 0 failed; 69 B in ")
+
+
+def test_a_single_file_whose_check_did_not_raise_an_exception_is_listed(
+    images: Path, fake_hook: FakeHook, mocker: Any
+) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    mocker.patch.object(fake_hook, "prepare_upload", side_effect=SystemExit(3))  # in a pool thread
+    source = ObjectStoragePath(f"file://{images}/a.png")
+    with pytest.raises(CapillaryInvalidInputError) as info:
+        UploadImageOperator(task_id="up", source=source).execute(make_context())
+    assert str(info.value) == (
+        f"1 of 1 files cannot be uploaded, so none was: \n  - file://{images}/a.png: SystemExit: 3"
+    )
+
+
+def test_a_checkpoint_failure_still_pushes_the_unchanged_records(
+    images: Path, mocker: Any, oplog: pytest.LogCaptureFixture
+) -> None:
+    hook = FakeHook(failing={"b.jpg": RuntimeError("boom")})
+    mocker.patch.object(UploadImageOperator, "hook", new=hook)
+    op, manifest, _ = manifest_operator(images, mocker)
+    op.source = [str(images / "a.png"), str(images / "b.jpg")]
+    manifest.decide.side_effect = ["unchanged", "new"]
+    kept = {"name": "a.png", "file_handle": "handle-a.png"}
+    manifest.plan.return_value = {0: kept}
+    manifest.tick.side_effect = CapillaryError("checkpoint failed")
+    context = make_context()
+    with pytest.raises(CapillaryError, match=r"^checkpoint failed$"):
+        op.execute(context)
+    assert pushed(context) == {"uploaded": [], "file_handles": {"a.png": "handle-a.png"}}
