@@ -10,7 +10,12 @@ from unittest import mock
 
 import pytest
 
-from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
+from airflow_capillary.exceptions import (
+    CapillaryBatchError,
+    CapillaryConfigError,
+    CapillaryError,
+    CapillaryInvalidInputError,
+)
 from airflow_capillary.operators import upload_image
 from airflow_capillary.operators._arguments import as_bool
 from airflow_capillary.operators._pool import BoundedPool
@@ -223,3 +228,34 @@ def test_a_checkpoint_failure_still_pushes_the_unchanged_records(
     with pytest.raises(CapillaryError, match=r"^checkpoint failed$"):
         op.execute(context)
     assert pushed(context) == {"uploaded": [], "file_handles": {"a.png": "handle-a.png"}}
+
+
+def test_the_pools_waits_tick_the_progress(
+    images: Path, fake_hook: FakeHook, mocker: Any, oplog: pytest.LogCaptureFixture
+) -> None:
+    now = [0.0]
+
+    def clock() -> float:  # every reading is 100 s after the previous one
+        now[0] += 100.0
+        return now[0]
+
+    mocker.patch.object(
+        upload_image, "UploadProgress", side_effect=lambda **kw: UploadProgress(**kw, clock=clock)
+    )
+    UploadImageOperator(task_id="up", source=str(images), max_workers=1, progress_interval=1).execute(
+        make_context()
+    )
+    first = [m for m in messages(oplog) if m.startswith("Progress: 1/3 files (0 failed)")]
+    assert len(first) >= 2  # the advance's line, then the wait callback's after it
+
+
+def test_a_single_file_whose_upload_did_not_raise_an_exception_is_a_batch_error(
+    images: Path, fake_hook: FakeHook, mocker: Any
+) -> None:
+    mocker.patch.object(fake_hook, "upload", side_effect=SystemExit(3))  # in a pool thread
+    with pytest.raises(CapillaryBatchError) as info:
+        UploadImageOperator(task_id="up", source=str(images / "a.png")).execute(make_context())
+    assert str(info.value) == (
+        "1 of 1 files failed to upload (0 uploaded, their records are in XCom 'uploaded'): \n"
+        f"  - {images / 'a.png'}: SystemExit: 3"
+    )
