@@ -58,6 +58,20 @@ class ClosingRecorder(Recorder):
         self.closed += 1
 
 
+def bound_the_clock(hook: CapillaryFileHook) -> None:
+    """Fail the test, instead of hanging, when the limiter would wait for ever (a sleep that stands still)."""
+    clock = hook._clock
+    calls = 0
+
+    def bounded() -> float:
+        nonlocal calls
+        calls += 1
+        assert calls < 1000, "the limiter waits for ever"
+        return clock()
+
+    hook._clock = bounded
+
+
 def test_unknown_settings_are_refused_naming_them_and_the_known_ones() -> None:
     with pytest.raises(CapillaryConfigError) as info:
         CapillaryFileHook("my_conn", zeta=1, alpha=2)
@@ -76,6 +90,7 @@ def test_the_probe_strips_only_the_trailing_slash(make_hook: MakeHook) -> None:
 
 def test_the_probe_waits_out_a_rate_limit_through_the_limiter(make_hook: MakeHook) -> None:
     hook, rec = make_hook([Reply(429, headers={"Retry-After": "2"}), Reply(404)])
+    bound_the_clock(hook)
     probe = f"{BASE}/api_gateway/file-service/rewards"
     assert hook.test_connection() == (True, f"ok: {probe} answered HTTP 404 to basic credentials")
     assert [s.url for s in rec.sent] == [probe, probe]
@@ -247,3 +262,12 @@ def test_a_placeholders_stored_size_is_not_checked(make_hook: MakeHook) -> None:
     hook, _ = make_hook([Reply(json_body=upload_answer("later.png", 7))])
     result = hook.create_placeholder("later.png")
     assert (result.file_size, result.sent_size, result.sha256) == (7, 0, hashlib.sha256(b"").hexdigest())
+
+
+def test_the_rate_limiter_waits_on_the_hooks_clock_and_sleep(make_hook: MakeHook) -> None:
+    hook, rec = make_hook(rate_limit_per_minute=60)
+    bound_the_clock(hook)
+    hook.upload_file(PNG, file_name="test.png")
+    hook.upload_file(PNG, file_name="test.png")
+    assert hook.sleeps == [1.0]  # type: ignore[attr-defined]
+    assert len(rec.sent) == 2
