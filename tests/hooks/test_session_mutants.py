@@ -10,6 +10,7 @@ import requests
 from airflow_capillary.hooks._deadline import DeadlineAdapter
 from airflow_capillary.hooks._session import USER_AGENT, CapillarySession, same_origin
 from airflow_capillary.hooks.file_service import CapillaryFileHook
+from tests.hooks.recorder import PNG, Recorder, Reply
 
 
 def redirected(
@@ -130,3 +131,15 @@ def test_the_hooks_session(set_conn: Callable[..., None], monkeypatch: pytest.Mo
         ("X-Team", "crm"),
     ]
     assert (session.verify, session.proxies) == (False, {"https": "http://proxy:3128"})
+
+
+@pytest.mark.parametrize(("status", "rate"), [(429, 54.6), (503, 60.0)])
+def test_only_a_429_slows_the_rate_down(
+    make_hook: Callable[..., tuple[CapillaryFileHook, Recorder]], status: int, rate: float
+) -> None:
+    hook, rec = make_hook([Reply(status, headers={"Retry-After": "2"})], rate_limit_per_minute=60)
+    hook.upload_file(PNG, file_name="test.png")
+    assert len(rec.sent) == 2
+    stats = hook.rate_limit_stats
+    assert (stats.rate_limited, stats.paused_seconds) == (1, 2.0)
+    assert stats.rate_per_minute == pytest.approx(rate)
