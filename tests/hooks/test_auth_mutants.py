@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,9 +15,13 @@ from airflow_capillary.exceptions import CapillaryAuthError
 from airflow_capillary.hooks._answer import Answer
 from airflow_capillary.hooks._auth import CapillaryBasicAuth, CapillaryOAuth, proxy_secrets
 from airflow_capillary.hooks._retry import ServiceFailure
+from airflow_capillary.hooks.file_service import CapillaryFileHook
+from tests.hooks.conftest import PASSWORD
+from tests.hooks.recorder import BASE, PNG, Recorder, Reply
 
 TOKEN_URL = "https://svc.example/v3/oauth/token/generate"
 SECRET = "client-Secret-77"
+MakeHook = Callable[..., tuple[CapillaryFileHook, Recorder]]
 
 
 class Clock:
@@ -185,3 +190,58 @@ def test_proxy_secrets() -> None:
         "p%40ss",
         basic,
     )
+
+
+def test_the_default_refresh_margin_is_at_most_30_seconds() -> None:
+    auth, _, _ = oauth(token_answer(ttl=1000))
+    assert auth.fetch().refresh_at == 100.0 + 1000 - 30
+
+
+HOOK_TOKEN_URL = f"{BASE}/v3/oauth/token/generate"
+
+
+def hook_token(token: str) -> Reply:
+    return Reply(json_body={"data": {"accessToken": token, "ttlSeconds": 300}, "errors": None})
+
+
+def test_the_token_request_sends_json_whatever_the_static_headers(make_hook: MakeHook) -> None:
+    hook, rec = make_hook(
+        [hook_token("tok-ABCDEFGH1234")], auth_type="oauth", headers={"Accept": "text/html"}
+    )
+    hook.upload_file(PNG, file_name="test.png")
+    token, upload = rec.sent
+    assert (token.method, token.url, token.body) == (
+        "POST",
+        HOOK_TOKEN_URL,
+        json.dumps({"key": "till.user", "secret": PASSWORD}).encode(),
+    )
+    assert (token.headers["Content-Type"], token.headers["Accept"]) == (
+        "application/json",
+        "application/json",
+    )
+    assert "Authorization" not in token.headers
+    assert upload.headers["Accept"] == "text/html"
+
+
+def test_a_rate_limited_token_request_waits_in_the_hooks_limiter(make_hook: MakeHook) -> None:
+    script = [Reply(429, headers={"Retry-After": "3"}), hook_token("tok-ABCDEFGH1234")]
+    hook, rec = make_hook(script, auth_type="oauth")
+    hook.upload_file(PNG, file_name="test.png")
+    assert [s.url for s in rec.sent] == [
+        HOOK_TOKEN_URL,
+        HOOK_TOKEN_URL,
+        f"{BASE}/api_gateway/file-service/rewards/test.png",
+    ]
+    assert hook.rate_limit_stats.rate_limited == 1
+    lines: list[str] = hook.lines  # type: ignore[attr-defined]
+    assert not [line for line in lines if line.startswith("attempt")]  # the limiter absorbed it: no retry
+
+
+def test_a_same_origin_redirect_of_the_token_request_is_not_followed(make_hook: MakeHook) -> None:
+    hook, rec = make_hook([Reply(307, headers={"Location": "/v3/elsewhere"})], auth_type="oauth")
+    assert hook.test_connection() == (
+        False,
+        f"credentials refused: OAuth token endpoint {HOOK_TOKEN_URL} answered HTTP 307, "
+        f"a redirect to {BASE}: not followed, the client secret is sent to the token URL only",
+    )
+    assert [s.url for s in rec.sent] == [HOOK_TOKEN_URL]
