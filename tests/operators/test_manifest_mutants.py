@@ -182,3 +182,57 @@ def test_flush_waits_for_a_running_write_by_default(tmp_path: Path) -> None:
     assert manifest.flush() is True
     assert lock.blocking == [True]
     assert manifest.pending == 0
+
+
+def upload(name: str, version: int = 1) -> Any:
+    return uploaded_file(name, 1, sha256="a" * 64, version=version)
+
+
+def test_an_upload_recorded_again_during_a_write_stays_pending(tmp_path: Path) -> None:
+    manifest: Manifest
+
+    class RecordingDuringWrite(LocalManifestStore):
+        def write(self, data: bytes) -> None:
+            super().write(data)
+            if manifest.writes == 0:  # another worker's upload of the same file lands meanwhile
+                manifest.record(item("a.png"), upload("a.png", 2), source="/d/a.png")
+
+    manifest = Manifest(RecordingDuringWrite(tmp_path / "m.json"), {}, checkpoint_uploads=3)
+    manifest.record(item("a.png"), upload("a.png"), source="/d/a.png")
+    assert manifest.flush() is True
+    assert (manifest.writes, manifest.pending) == (1, 1)
+    manifest.record(item("b.png"), upload("b.png"), source="/d/b.png")
+    assert manifest.writes == 1
+    manifest.record(item("c.png"), upload("c.png"), source="/d/c.png")  # the third since the write: due
+    assert (manifest.writes, manifest.pending) == (2, 0)
+
+
+def test_save_says_nothing_while_another_write_runs(
+    tmp_path: Path, log: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    entries = {
+        f"rewards/{i:04d}.png": entry_of(
+            upload(f"{i:04d}.png"), source="/d", uploaded_at=_manifest._utc_now()
+        )
+        for i in range(999)
+    }
+    (tmp_path / "m.json").write_bytes(encode(entries))
+    manifest = Manifest(LocalManifestStore(tmp_path / "m.json"), entries, checkpoint_uploads=10, log=log)
+    manifest.record(item("new.png"), upload("new.png"), source="/d/new.png")
+    manifest._writing.acquire()
+    try:
+        manifest.save(raise_errors=True, wait=False)
+    finally:
+        manifest._writing.release()
+    assert lines(caplog) == []
+    manifest.save(raise_errors=True)
+    assert lines(caplog) == [
+        (logging.INFO, f"Manifest {tmp_path / 'm.json'}: recorded 1 upload(s), 1,000 entries in all")
+    ]
+
+
+def test_plan_keeps_no_record_for_an_unchanged_file_without_an_entry(tmp_path: Path) -> None:
+    assert (
+        Manifest(LocalManifestStore(tmp_path / "m.json"), {}).plan(["/a"], [item("a.png")], ["unchanged"])
+        == {}
+    )
