@@ -242,3 +242,24 @@ def test_a_string_is_refused_with_the_whole_hint() -> None:
         "files rendered to a string, not upload records: pass the upload task's output "
         "(e.g. upload.output) or set render_template_as_native_obj=True on the DAG"
     )
+
+
+def test_a_content_length_of_non_ascii_digits_leaves_it_to_the_body() -> None:
+    answer = AnswerJudge(expected(), "size", 120.0)
+    assert answer.on_headers(200, {"Content-Length": "\u00b2", "Content-Type": "image/png"}) is None
+    answer.feed(PNG)
+    assert answer.finish() == Verdict("done", f"{WHERE}: served intact ({SIZE} bytes)", status_code=200)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "message"),
+    [
+        ("", f"{WHERE}: served with {SIZE} bytes of image/png"),
+        ("Image/PNG; charset=binary", f"{WHERE}: served with {SIZE} bytes of image/png"),
+    ],
+    ids=["not-recorded", "recorded-with-case-and-parameters"],
+)
+def test_the_recorded_type_is_compared_as_a_media_type_when_there_is_one(recorded: str, message: str) -> None:
+    [file] = expected_files([make_record(content_type=recorded)], "size", POLICY)
+    headers = {"Content-Range": f"bytes 0-0/{SIZE}", "Content-Type": "image/png"}
+    assert judge(206, headers, file=file) == Verdict("done", message, status_code=206)
