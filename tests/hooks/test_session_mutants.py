@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 import pytest
 import requests
+from urllib3.response import HTTPResponse
 
 from airflow_capillary.hooks._deadline import DeadlineAdapter
 from airflow_capillary.hooks._session import USER_AGENT, CapillarySession, same_origin
 from airflow_capillary.hooks.file_service import CapillaryFileHook
 from tests.hooks.recorder import PNG, Recorder, Reply
+from tests.hooks.test_answer_mutants import Counting
 
 
 def redirected(
@@ -143,3 +145,28 @@ def test_only_a_429_slows_the_rate_down(
     stats = hook.rate_limit_stats
     assert (stats.rate_limited, stats.paused_seconds) == (1, 2.0)
     assert stats.rate_per_minute == pytest.approx(rate)
+
+
+def test_a_followed_redirect_reads_a_bounded_part_of_its_body_and_closes_it() -> None:
+    body = Counting(b"r" * 200_000)
+    resp = requests.Response()
+    resp.status_code = 307
+    resp.headers = requests.structures.CaseInsensitiveDict({"Location": "/next"})
+    resp.raw = HTTPResponse(body=body, headers={}, status=307, preload_content=False, decode_content=False)
+    resp.url = "https://svc.example/first"
+    assert CapillarySession().get_redirect_target(resp) == "/next"
+    assert body.taken == 64 * 1024
+    assert resp.raw.closed
+    assert resp.content == b""
+    assert body.taken == 64 * 1024
+
+
+def test_a_redirect_elsewhere_is_not_followed_and_its_body_not_read() -> None:
+    body = Counting(b"r" * 10)
+    resp = requests.Response()
+    resp.status_code = 302
+    resp.headers = requests.structures.CaseInsensitiveDict({"Location": "https://other.example/next"})
+    resp.raw = HTTPResponse(body=body, headers={}, status=302, preload_content=False, decode_content=False)
+    resp.url = "https://svc.example/first"
+    assert CapillarySession().get_redirect_target(resp) is None
+    assert body.taken == 0
