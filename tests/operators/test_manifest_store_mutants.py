@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from airflow_capillary.exceptions import CapillaryConfigError, CapillaryInvalidInputError
+from airflow_capillary.exceptions import CapillaryConfigError, CapillaryError, CapillaryInvalidInputError
 from airflow_capillary.operators import _manifest_store
 from airflow_capillary.operators._manifest_store import (
     LocalManifestStore,
@@ -139,3 +141,57 @@ def test_an_object_that_is_a_folder() -> None:
     with pytest.raises(CapillaryInvalidInputError) as info:
         store.read()
     assert str(info.value) == f"manifest 'fake://bucket/rewards.json' is a folder, not an object{TAIL}"
+
+
+def test_a_lock_error_other_than_busy_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+
+    def flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(_manifest_store.fcntl, "flock", flock)
+    fake_time = SimpleNamespace(monotonic=lambda: sum(sleeps), sleep=sleeps.append)
+    monkeypatch.setattr(_manifest_store, "time", fake_time)
+    store = LocalManifestStore(tmp_path / "rewards.json")
+    with pytest.raises(CapillaryError) as info, store.lock():
+        pass
+    assert str(info.value) == (
+        f"manifest '{tmp_path / 'rewards.json'}': the lock file '{tmp_path / 'rewards.json.lock'}' stayed "
+        "locked by another writer for 120s"
+    )
+    assert sleeps == []
+
+
+def test_a_local_write_keeps_the_special_mode_bits(tmp_path: Path) -> None:
+    target = tmp_path / "rewards.json"
+    target.write_bytes(b"old\n")
+    target.chmod(0o2640)
+    LocalManifestStore(target).write(b"new\n")
+    assert target.stat().st_mode & 0o7777 == 0o2640
+
+
+class ObjectFs:
+    """Records the writes; reads answer a bytearray, as some file systems do."""
+
+    def __init__(self) -> None:
+        self.piped: list[tuple[Any, ...]] = []
+
+    def invalidate_cache(self, path: Any = None) -> None:
+        pass
+
+    def cat_file(self, path: str) -> bytearray:
+        return bytearray(b"{}")
+
+    def pipe_file(self, *args: Any, **kwargs: Any) -> None:
+        self.piped.append((*args, kwargs))
+
+
+def test_an_existing_object_is_not_rewritten_and_is_read_as_bytes() -> None:
+    fs = ObjectFs()
+    store = ObjectStorageManifestStore(FakePath(fs))  # type: ignore[arg-type]
+    store.check_writable(None)
+    assert fs.piped == []
+    data = store.read()
+    assert (data, type(data)) == (b"{}", bytes)
+    store.check_writable(b"{}\n")
+    assert fs.piped == [("bucket/rewards.json", b"{}\n", {"mode": "create"})]
