@@ -37,6 +37,7 @@ from airflow_capillary.hooks._auth import CapillaryAuth, TokenAuth
 from airflow_capillary.hooks._body import UploadBody, upload_body
 from airflow_capillary.hooks._client import Client, build_client
 from airflow_capillary.hooks._config import DEFAULTS, SETTINGS, CapillaryConnectionConfig
+from airflow_capillary.hooks._deadline import SEND_BLOCK_BYTES
 from airflow_capillary.hooks._form import connection_form_widgets, ui_field_behaviour
 from airflow_capillary.hooks._rate_limit import RateLimitStats
 from airflow_capillary.hooks._retry import ServiceFailure, build_retrying
@@ -369,7 +370,10 @@ class CapillaryFileHook(BaseHook):
         """POST a new body (``None`` for a placeholder) and read the answer."""
         cfg = client.config
         body, headers = upload_body(prepared, encoding=cfg.upload_encoding, field=cfg.file_field)
-        data = body if body is not None and len(body) else b""  # b"": Content-Length 0, not chunked
+        data: UploadBody | bytes = body if body is not None and len(body) else b""  # b"": not chunked
+        if body is not None and 0 < len(body) <= SEND_BLOCK_BYTES:
+            # One block either way: as bytes, urllib3 sends it without its streaming loop.
+            data = body.read(len(body))
         try:
             answer = exchange(
                 client.session, cfg.timeout, "POST", prepared.url, auth=auth, limiter=client.limiter,

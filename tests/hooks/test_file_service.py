@@ -471,6 +471,9 @@ def test_integrity_failure_after_every_retry(make_hook):
 
 
 def test_answer_before_the_body_was_read_is_an_integrity_error(make_hook):
+    # A streamed body (larger than one 64 KiB send; a smaller one goes out as bytes, read whole).
+    big = PNG + bytes(100_000)
+
     class EarlyAnswer(Recorder):
         def send(self, request, **kwargs):  # type: ignore[override]
             request.body.read(10)  # the server answered after 10 bytes
@@ -480,8 +483,8 @@ def test_answer_before_the_body_was_read_is_an_integrity_error(make_hook):
     hook, _ = make_hook(
         recorder=EarlyAnswer(), upload_encoding="raw", hook_kwargs={"retry_integrity_errors": False}
     )
-    with pytest.raises(CapillaryIntegrityError, match="Capillary answered after reading 10 of 51 bytes"):
-        hook.upload_file(PNG, file_name="test.png")
+    with pytest.raises(CapillaryIntegrityError, match="Capillary answered after reading 10 of 100051 bytes"):
+        hook.upload_file(big, file_name="test.png")
 
 
 # -- validation before any request ---------------------------------------------------------------

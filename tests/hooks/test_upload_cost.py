@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from types import SimpleNamespace
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from urllib3 import HTTPConnectionPool
@@ -28,6 +30,7 @@ from airflow_capillary.hooks._deadline import SEND_BLOCK_BYTES, _deadline_pool
 from airflow_capillary.models import parse_last_modified
 from airflow_capillary.verification import storage
 from airflow_capillary.verification.storage import _DEFAULT_PORTS, _Origin, _parse
+from tests.hooks.recorder import PNG, Recorder, file_part
 
 # -- the origin check ------------------------------------------------------------------------
 
@@ -222,3 +225,32 @@ def test_control_characters_are_refused_in_ascii_and_beyond(name: str) -> None:
 
 def test_printable_names_pass_in_ascii_and_beyond() -> None:
     assert [validate_file_name(n) for n in ("a b.png", "café ☕.png")] == ["a b.png", "café ☕.png"]
+
+
+class _BodyTypes(Recorder):
+    """Records the type of each request's body as requests handed it to the transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.types: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.types.append(type(request.body).__name__)
+        return super().send(request, *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("extra", "sent_as"),
+    [(0, "bytes"), (SEND_BLOCK_BYTES - len(PNG) - 300, "bytes"), (SEND_BLOCK_BYTES, "UploadBody")],
+    ids=["small", "one-block", "streamed"],
+)
+def test_an_image_of_one_block_goes_out_as_bytes_a_larger_one_streamed(
+    make_hook: Any, extra: int, sent_as: str
+) -> None:
+    content = PNG + bytes(extra)
+    recorder = _BodyTypes()
+    hook, _ = make_hook(recorder=recorder)
+    result = hook.upload_file(content, file_name="test.png")
+    assert recorder.types == [sent_as]
+    assert file_part(recorder.sent[0])[1] == content
+    assert (result.sent_size, result.sha256) == (len(content), hashlib.sha256(content).hexdigest())
