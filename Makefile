@@ -81,9 +81,10 @@ airflow: venv
 	$(PY) scripts/airflow_local.py
 
 # Not part of make test. Keeps mutmut's per-function results in mutants/: a second run tests only
-# the mutants of changed functions plus the last survivors. One worker, niced: the machine is shared.
+# the mutants of changed functions plus the last survivors. One worker (MUTATION_WORKERS=2 for
+# two), niced: the machine is shared.
 mutation: venv
-	nice -n 15 $(PY) scripts/mutation_report.py run $(if $(MUTATION_FULL),--full)
+	nice -n 15 $(PY) scripts/mutation_report.py run $(if $(MUTATION_FULL),--full) --workers $(or $(MUTATION_WORKERS),1)
 
 clean:
 	rm -rf $(VENV) $(VENV31) .tools .pytest_cache .mypy_cache .ruff_cache .demo

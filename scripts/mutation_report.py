@@ -9,7 +9,7 @@
    them (mutmut itself only re-tests mutants of functions whose code changed), and drops mutmut's
    map of which tests call which function, so that it is made again for today's code and tests
    (one pass of the test selection; the results themselves are kept);
-3. runs ``mutmut run --max-children 1`` (one worker: the machine is shared). mutmut keeps a
+3. runs ``mutmut run --max-children N`` (``--workers``, default 1: the machine is shared). mutmut keeps a
    result per mutant in ``mutants/`` and a hash per function, so a second run tests only the
    mutants of new or changed functions and the survivors from step 2: minutes, not an hour.
    ``--full`` deletes ``mutants/`` first, for a run from scratch;
@@ -273,10 +273,11 @@ def current_revision() -> str:
     return f"{head}+dirty" if dirty else head
 
 
-def run(*, full: bool) -> int:
+def run(*, full: bool, workers: int = 1) -> int:
     """Steps 1-4 of the module docstring.
 
     :param full: delete ``mutants/`` first.
+    :param workers: mutmut's parallel test processes.
     :return: mutmut's exit code (MUTATION.md is written only when it is 0).
     """
     os.chdir(ROOT)
@@ -295,7 +296,8 @@ def run(*, full: bool) -> int:
     revision = current_revision()
     started = time.monotonic()
     cpu_before = _children_cpu_seconds()
-    code = subprocess.run([str(MUTMUT), "run", "--max-children", "1"], cwd=ROOT, check=False).returncode
+    command = [str(MUTMUT), "run", "--max-children", str(workers)]
+    code = subprocess.run(command, cwd=ROOT, check=False).returncode
     seconds = round(time.monotonic() - started)
     cpu_seconds = round(_children_cpu_seconds() - cpu_before)
     if code != 0:
@@ -323,6 +325,7 @@ def run(*, full: bool) -> int:
         "tested": len(tested),
         "mutants": len(after),
         "full": fresh,
+        "workers": workers,
     }
     history.setdefault("runs", []).append(entry)
     if fresh:
@@ -330,6 +333,11 @@ def run(*, full: bool) -> int:
     _write_json(HISTORY, history)
     write_report()
     return 0
+
+
+def _workers(run: dict[str, Any]) -> str:
+    workers = int(run.get("workers", 1))
+    return "one worker" if workers == 1 else f"{workers} workers"
 
 
 def write_report() -> Path:
@@ -378,7 +386,7 @@ def render(mutants: dict[str, Mutant], stale: list[Equivalent], history: dict[st
         "",
         f"- Date: {last.get('date', '?')}",
         f"- Revision: {last.get('revision', '?')} (`git log -1 {last.get('revision', '?').split('+')[0]}`)",
-        f"- Tool: mutmut {version('mutmut')}, one worker, over `{PACKAGE}/` except "
+        f"- Tool: mutmut {version('mutmut')}, {_workers(last)}, over `{PACKAGE}/` except "
         '`get_provider_info.py` (a literal dict); tests: `tests -m "not integration and not e2e and '
         'not bench"` without `tests/emulator`, `tests/integration`, `tests/e2e`, `tests/bench`, '
         "`tests/release` (`[tool.mutmut]` in pyproject.toml).",
@@ -512,10 +520,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run mutmut (incrementally) and write MUTATION.md")
     run_parser.add_argument("--full", action="store_true", help="delete mutants/ first: a run from scratch")
+    run_parser.add_argument("--workers", type=int, default=1, help="parallel test processes (default: 1)")
     commands.add_parser("report", help="only rewrite MUTATION.md from mutants/")
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(full=args.full)
+        return run(full=args.full, workers=args.workers)
     print(f"wrote {write_report().relative_to(ROOT)}")
     return 0
 
