@@ -139,8 +139,8 @@ def run(size: dict[str, Any], workdir: Path) -> CaseResult:
                 share >= TARGET_LIMIT_SHARE
                 if label not in stopped
                 else (False if share < TARGET_LIMIT_SHARE else None),
-                f"{fmt_num(summarize(rates[label]).median)} files/s = {share:.0%} of {fmt_num(limit)}; "
-                f"the bare pool reached {fmt_num(control)} files/s = {control / limit:.0%} in the same run"
+                f"{fmt_num(summarize(rates[label]).median)} files/s = {share:.1%} of {fmt_num(limit)}; "
+                f"the bare pool reached {fmt_num(control)} files/s = {control / limit:.1%} in the same run"
                 + (f"; {stopped[label]}" if label in stopped else ""),
             )
         )
