@@ -63,9 +63,12 @@ class FakeStoragePath:
 
 
 @pytest.mark.parametrize(
-    "fs", [FakeFs(), FakeFs(RuntimeError("no cache")), object()], ids=["cache", "failing-cache", "no-cache"]
+    "make_fs",
+    [FakeFs, lambda: FakeFs(RuntimeError("no cache")), object],
+    ids=["cache", "failing-cache", "no-cache"],
 )
-def test_the_cache_of_the_path_is_forgotten_when_there_is_one(fs: Any) -> None:
+def test_the_cache_of_the_path_is_forgotten_when_there_is_one(make_fs: Any) -> None:
+    fs = make_fs()  # a fresh one per run: pytest may run the test twice in one process (mutmut does)
     entry = FakeStoragePath("bucket/a.png", fs)
     assert expand_source(entry).files == (
         SourceFile(path=entry, source="fake://bucket/a.png", base_name="a.png"),  # type: ignore[arg-type]
