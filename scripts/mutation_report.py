@@ -394,6 +394,7 @@ def render(mutants: dict[str, Mutant], stale: list[Equivalent], history: dict[st
         f"{_timing(last)}; every other result is carried over from the revision in "
         "the table's last column (mutmut re-tests a function's mutants when its code changes, and "
         "this script re-tests every survivor on each run).",
+        *([f"- Interrupted: {last['interrupted']}"] if last.get("interrupted") else []),
         f"- Last run from scratch (`make mutation MUTATION_FULL=1`): {full.get('mutants', '?')} mutants "
         f"at {full.get('revision', '?')} on {full.get('date', '?')}, {_timing(full)}.",
         "",
