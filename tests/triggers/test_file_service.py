@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import types
 from typing import Any
 
 import httpx
@@ -12,14 +11,13 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_capillary import _redact
-from airflow_capillary.triggers import file_service
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
 from airflow_capillary.verification.storage import ClientSettings
+from tests.triggers.clock import START
 from tests.verification.records import PNG, POLICY, SECURITY_TOKEN, SIGNATURE, make_record, unchanged
 from tests.verification.storage import Storage
 
 SIZE = len(PNG)
-START = 1_700_000_000.0
 OK_206 = {"Content-Range": f"bytes 0-0/{SIZE}", "Content-Type": "image/png"}
 EXPIRED_XML = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
 WHERE = "'hero.png' (namespace rewards)"
@@ -41,32 +39,6 @@ def set_connection(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
 @pytest.fixture(autouse=True)
 def connection(monkeypatch: pytest.MonkeyPatch) -> None:
     set_connection(monkeypatch)
-
-
-class FakeClock:
-    """Wall clock for the deadline; ``sleep`` records each wait and moves the clock on."""
-
-    def __init__(self) -> None:
-        self.now = START
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(file_service.time, "time", fake.time)
-    # A stand-in for the module's ``asyncio`` (patching ``asyncio.sleep`` itself would also catch
-    # every other event loop of the process, e.g. a session-wide emulator's server thread).
-    fake_asyncio = types.SimpleNamespace(**{**vars(asyncio), "sleep": fake.sleep})
-    monkeypatch.setattr(file_service, "asyncio", fake_asyncio)
-    return fake
 
 
 @pytest.fixture

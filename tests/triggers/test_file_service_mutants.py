@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import types
 from typing import Any
 
 import httpx
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_capillary.triggers import file_service
 from airflow_capillary.triggers.file_service import CapillaryFileTrigger
+from tests.triggers.clock import START, FakeClock
 from tests.verification.records import PNG, SECURITY_TOKEN, SIGNATURE, make_record
 from tests.verification.storage import Storage
 
-START = 1_700_000_000.0
 OK_206 = {"Content-Range": f"bytes 0-0/{len(PNG)}", "Content-Type": "image/png"}
 LOGGER = "capillary.test.trigger"
 CONN = {
@@ -28,33 +26,9 @@ CONN = {
 }
 
 
-class FakeClock:
-    """Wall clock for the deadline; ``sleep`` records each wait and moves the clock on."""
-
-    def __init__(self) -> None:
-        self.now = START
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture(autouse=True)
 def connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", json.dumps(CONN))
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(file_service.time, "time", fake.time)
-    fake_asyncio = types.SimpleNamespace(**{**vars(asyncio), "sleep": fake.sleep})
-    monkeypatch.setattr(file_service, "asyncio", fake_asyncio)
-    return fake
 
 
 @pytest.fixture
